@@ -1,0 +1,239 @@
+"""The ``xlembed`` command: a thin layer over the Python API (no logic lives only here).
+
+Exit codes: 0 ok, 2 bad usage or input, 1 other failure; errors are one line on stderr
+(``--debug`` shows the traceback).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import sys
+import warnings
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from .errors import BadInputError, XlembedError, XlembedWarning
+
+app = typer.Typer(
+    help="Multilingual sentence embeddings: load, encode, compare, export.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+STATE = {"debug": False}
+
+ModelOpt = typer.Option(None, "--model", "-m", help="Catalogue name, hub id, local folder or pkg:<package> (default: the default model).")
+PrecisionOpt = typer.Option(None, "--precision", "-p", help="fp32, bf16 (CPU/GPU), fp16 (GPU) or int8 (ONNX Runtime).")
+DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto (default: auto).")
+PoolingOpt = typer.Option(None, "--pooling", help="mean, cls or max, for a folder without modules.json.")
+PickleOpt = typer.Option(False, "--allow-pickle", help="Permit pytorch_model.bin weights (pickles can run code).")
+RemoteOpt = typer.Option(False, "--trust-remote-code", help="Permit model code shipped with the files.")
+
+
+@app.callback()
+def main_options(debug: bool = typer.Option(False, "--debug", help="Show full tracebacks on errors.")) -> None:
+    STATE["debug"] = debug
+
+
+def handle_errors(func):
+    """Turn xlembed errors into one line on stderr and an exit code; show notes as one line each."""
+
+    @functools.wraps(func)
+    def wrapper(*args, **kwargs):
+        previous = warnings.showwarning
+        warnings.showwarning = _show_note
+        try:
+            return func(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except XlembedError as exc:
+            _fail(str(exc), exc.exit_code)
+        except (TypeError, ValueError) as exc:
+            _fail(f"bad input: {exc}", 2)
+        except KeyboardInterrupt:
+            _fail("interrupted", 130)
+        except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
+            _fail(f"unexpected failure: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
+        finally:
+            warnings.showwarning = previous
+
+    return wrapper
+
+
+def _fail(message: str, code: int) -> None:
+    if STATE["debug"]:
+        raise
+    first, *rest = message.splitlines() or [""]
+    typer.echo(f"error: {first}", err=True)
+    for line in rest:  # a folder check lists one problem per line
+        typer.echo(f"       {line.strip()}", err=True)
+    raise typer.Exit(code)
+
+
+def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
+    if issubclass(category, XlembedWarning):
+        typer.echo(f"note: {message}", err=True)
+    elif not STATE["debug"]:
+        return
+    else:
+        typer.echo(f"warning: {category.__name__}: {message}", err=True)
+
+
+def _load(model, precision=None, device=None, pooling=None, allow_pickle=False, trust_remote_code=False):
+    from .loading import load
+
+    return load(model, precision=precision, device=device, pooling=pooling,
+                allow_pickle=allow_pickle, trust_remote_code=trust_remote_code)
+
+
+@app.command()
+@handle_errors
+def models(as_json: bool = typer.Option(False, "--json", help="Print the catalogue as JSON.")) -> None:
+    """List the model catalogue."""
+    from . import catalogue
+
+    rows = catalogue.as_rows()
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, ensure_ascii=False))
+        return
+    typer.echo(format_table(rows))
+    typer.echo(f"\ndefault model: {catalogue.default_name()}")
+
+
+@app.command()
+@handle_errors
+def similarity(
+    texts: list[str] = typer.Argument(..., help="Two or more texts; prints their cosine similarity matrix."),
+    model: Optional[str] = ModelOpt,
+    precision: Optional[str] = PrecisionOpt,
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt name or literal prefix ('' for none)."),
+) -> None:
+    """Cosine similarity between texts, e.g. Japanese vs English."""
+    from .similarity import similarity as sim
+
+    if len(texts) < 2:
+        raise BadInputError("give at least two texts to compare")
+    encoder = _load(model, precision)
+    matrix = sim(texts, model=encoder, prompt=prompt)
+    labels = [f"[{i}]" for i in range(len(texts))]
+    for label, text in zip(labels, texts):
+        typer.echo(f"{label} {text}")
+    typer.echo("     " + "".join(f"{label:>7}" for label in labels))
+    for label, row in zip(labels, matrix):
+        typer.echo(f"{label:<5}" + "".join(f"{v:7.3f}" for v in row))
+    typer.echo(f"(model: {encoder.name}, {encoder.backend} {encoder.precision})", err=True)
+
+
+@app.command()
+@handle_errors
+def encode(
+    input: str = typer.Option("-", "--input", "-i", help="Text file (one text per line), .jsonl file, or - for stdin."),
+    output: Path = typer.Option(..., "--output", "-o", help="Output file: .npy (float32 matrix) or .jsonl."),
+    model: Optional[str] = ModelOpt,
+    precision: Optional[str] = PrecisionOpt,
+    device: Optional[str] = DeviceOpt,
+    pooling: Optional[str] = PoolingOpt,
+    field: Optional[str] = typer.Option(None, "--field", help="Read JSON Lines input and take the text from this field."),
+    batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
+    normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalize the vectors."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt name or literal prefix ('' for none; default: the model's)."),
+    allow_pickle: bool = PickleOpt,
+    trust_remote_code: bool = RemoteOpt,
+) -> None:
+    """Embed texts from a file or stdin and write .npy or JSONL."""
+    from .io import read_texts, write_embeddings
+
+    if output.suffix not in (".npy", ".jsonl"):
+        raise BadInputError(f"--output must end in .npy or .jsonl, got {output}")
+    texts = read_texts(input, field=field)
+    encoder = _load(model, precision, device, pooling, allow_pickle, trust_remote_code)
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize, prompt=prompt)
+    write_embeddings(output, vectors, texts)
+    stats = encoder.last_stats
+    typer.echo(
+        f"encoded {len(texts)} texts with {encoder.name} ({encoder.backend} {encoder.precision}, "
+        f"prompt {stats.prompt!r}) in {stats.seconds:.1f} s -> {output} {tuple(vectors.shape)}; "
+        f"truncated: {stats.n_truncated}",
+        err=True,
+    )
+
+
+@app.command()
+@handle_errors
+def export(
+    model: str = typer.Option(..., "--model", "-m", help="The model to convert (name, hub id, folder, pkg:<package>)."),
+    precision: str = typer.Option(..., "--precision", "-p", help="fp32, fp16, bf16 (safetensors folder) or int8 (ONNX)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write; load it back with `--model OUT`."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    pooling: Optional[str] = PoolingOpt,
+    allow_pickle: bool = PickleOpt,
+    trust_remote_code: bool = RemoteOpt,
+) -> None:
+    """Convert a model to FP16/BF16 safetensors or an INT8 ONNX folder."""
+    from .saving import save
+
+    encoder = _load(model, None, "cpu", pooling, allow_pickle, trust_remote_code)
+    folder = save(encoder, out, precision=precision, overwrite=overwrite)
+    typer.echo(f"wrote {precision} model to {folder}")
+
+
+@app.command()
+@handle_errors
+def doctor(
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Also check this model's folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    no_probe: bool = typer.Option(False, "--no-probe", help="Do not test whether the model hub is reachable."),
+) -> None:
+    """Versions, devices, precision support, offline state, memory, and a model folder check."""
+    from .doctor import diagnose, format_report
+
+    report = diagnose(model, probe_hub=not no_probe)
+    typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
+    if model is not None and not report["model"]["ok"]:
+        raise typer.Exit(2)
+
+
+@app.command()
+@handle_errors
+def demo(model: Optional[str] = ModelOpt) -> None:
+    """Embed a small multilingual sample with the default model and check translation retrieval."""
+    from .demo import format_demo, run_demo
+
+    result = run_demo(model)
+    typer.echo(format_demo(result))
+    if not result.all_correct:
+        raise typer.Exit(1)
+
+
+def format_table(rows: list[dict]) -> str:
+    """Rows of dicts as an aligned text table (columns from the first row)."""
+    if not rows:
+        return "(empty)"
+    cols = list(rows[0])
+    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
+    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
+    line = "  ".join(c.ljust(w) for c, w in zip(cols, widths))
+    out = [line, "  ".join("-" * w for w in widths)]
+    out += ["  ".join(v.ljust(w) for v, w in zip(row, widths)) for row in cells]
+    return "\n".join(out)
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "-"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={v!r}" for k, v in value.items()) or "-"
+    if isinstance(value, (list, tuple)):
+        return ",".join(map(str, value))
+    return str(value)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""The single interface every backend implements: ``Encoder.encode``.
+
+The base class owns what is the same for every backend: input checks, prompts, length-sorted
+batching with results in input order, truncation counting, the progress bar, the NaN/inf guard
+with an fp32 recompute, and normalization. A backend only turns one batch of texts into vectors.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import warnings
+from abc import ABC, abstractmethod
+from dataclasses import dataclass, field
+from typing import Literal, Sequence
+
+import numpy as np
+
+from .errors import BadInputError, NumericalError, UnsupportedError, XlembedWarning
+
+PRECISIONS = ("fp32", "fp16", "bf16", "int8")
+PROGRESS_MIN_TEXTS = 256  # below this many texts no progress bar is shown by default
+
+Output = Literal["sentence", "token"]
+
+
+@dataclass
+class EncodeStats:
+    """What the last ``encode`` call did (read it from ``encoder.last_stats``)."""
+
+    n_texts: int = 0
+    n_batches: int = 0
+    n_truncated: int = 0
+    truncated_indices: list[int] = field(default_factory=list)
+    n_recomputed_fp32: int = 0
+    prompt: str = ""
+    seconds: float = 0.0
+
+
+@dataclass
+class ModelInfo:
+    """Identity and properties of a loaded model, shared by every backend."""
+
+    name: str
+    source: str  # the folder, package or hub id the files came from
+    dim: int
+    max_length: int | None
+    backend: str  # "torch", "onnx", "use"
+    precision: str
+    device: str = "cpu"
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    pooling: str | None = None
+    normalized_output: bool = False  # the model itself ends with a Normalize step
+    token_level: bool = True  # can return token vectors
+    notes: list[str] = field(default_factory=list)
+
+
+class Encoder(ABC):
+    """One interface for every backend and precision.
+
+    Subclasses set ``self.info`` and implement ``_encode_batch`` (and ``_token_lengths`` when
+    the model truncates). ``_recompute_fp32`` is called for a batch whose result is not finite.
+    """
+
+    info: ModelInfo
+
+    def __init__(self, info: ModelInfo):
+        self.info = info
+        self.last_stats = EncodeStats()
+
+    # ---- properties the rest of xlembed reads ----
+    @property
+    def name(self) -> str:
+        return self.info.name
+
+    @property
+    def dim(self) -> int:
+        return self.info.dim
+
+    @property
+    def max_length(self) -> int | None:
+        return self.info.max_length
+
+    @property
+    def precision(self) -> str:
+        return self.info.precision
+
+    @property
+    def device(self) -> str:
+        return self.info.device
+
+    @property
+    def backend(self) -> str:
+        return self.info.backend
+
+    @property
+    def prompts(self) -> dict[str, str]:
+        return dict(self.info.prompts)
+
+    @property
+    def default_prompt(self) -> str:
+        """The prefix applied when ``encode`` is called with ``prompt=None`` ('' for none)."""
+        name = self.info.default_prompt_name
+        return self.info.prompts.get(name, "") if name else ""
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(name={self.name!r}, backend={self.backend!r}, "
+            f"precision={self.precision!r}, device={self.device!r}, dim={self.dim})"
+        )
+
+    # ---- the one public method ----
+    def encode(
+        self,
+        texts: Sequence[str] | str,
+        batch_size: int = 32,
+        normalize: bool = False,
+        prompt: str | None = None,
+        output: Output = "sentence",
+        show_progress: bool | None = None,
+    ) -> np.ndarray | list[np.ndarray]:
+        """Embed texts.
+
+        texts: a list of strings (a single string is treated as a list of one).
+        normalize: L2-normalize sentence vectors (token vectors are returned as the model gives them).
+        prompt: None applies the model's default prompt (e5: 'query: '); a prompt name of the model
+            ('query', 'passage') selects that prompt; any other string is used as a literal prefix;
+            '' applies none.
+        output: 'sentence' gives an (n, dim) float32 array; 'token' gives a list of
+            (n_tokens_i, hidden) float32 arrays, one per text.
+        show_progress: None shows a bar for long inputs when stderr is a terminal.
+        """
+        started = time.perf_counter()
+        items = self._check_texts(texts)
+        if output not in ("sentence", "token"):
+            raise BadInputError(f"output must be 'sentence' or 'token', got {output!r}")
+        if not isinstance(batch_size, int) or batch_size < 1:
+            raise BadInputError(f"batch_size must be a positive integer, got {batch_size!r}")
+        if output == "token" and not self.info.token_level:
+            raise UnsupportedError(
+                f"model {self.name!r} ({self.backend} backend) gives sentence vectors only; "
+                "use output='sentence' or a transformer model for token vectors"
+            )
+        prefix = self.resolve_prompt(prompt)
+        self.last_stats = stats = EncodeStats(n_texts=len(items), prompt=prefix)
+        if not items:
+            return np.zeros((0, self.dim), dtype=np.float32) if output == "sentence" else []
+
+        lengths = self._token_lengths(items, prefix)
+        self._record_truncation(lengths, stats)
+        order = np.argsort(-np.asarray(lengths), kind="stable")  # longest first, ties in input order
+        sentence_out = np.empty((len(items), self.dim), dtype=np.float32) if output == "sentence" else None
+        token_out: list[np.ndarray | None] = [None] * len(items)
+
+        bar = self._progress_bar(len(items), show_progress)
+        try:
+            for start in range(0, len(items), batch_size):
+                idx = order[start : start + batch_size]
+                batch = [items[i] for i in idx]
+                result = self._guarded_batch(batch, prefix, output, idx, stats)
+                if output == "sentence":
+                    sentence_out[idx] = result
+                else:
+                    for i, vectors in zip(idx, result):
+                        token_out[i] = vectors
+                stats.n_batches += 1
+                if bar is not None:
+                    bar.update(len(batch))
+        finally:
+            if bar is not None:
+                bar.close()
+        stats.seconds = time.perf_counter() - started
+        if output == "token":
+            return token_out  # type: ignore[return-value]
+        if normalize:
+            sentence_out = l2_normalize(sentence_out)
+        return sentence_out
+
+    def resolve_prompt(self, prompt: str | None) -> str:
+        """The literal prefix ``encode`` will put before each text for this ``prompt`` argument."""
+        if prompt is None:
+            return self.default_prompt
+        if not isinstance(prompt, str):
+            raise BadInputError(f"prompt must be a string or None, got {type(prompt).__name__}")
+        return self.info.prompts.get(prompt, prompt)
+
+    # ---- what backends implement ----
+    @abstractmethod
+    def _encode_batch(self, texts: list[str], prefix: str, output: Output) -> np.ndarray | list[np.ndarray]:
+        """Embed one batch at this encoder's precision (texts are given without the prefix)."""
+
+    def _recompute_fp32(self, texts: list[str], prefix: str, output: Output) -> np.ndarray | list[np.ndarray] | None:
+        """Embed one batch in fp32; None when this backend has no fp32 path to fall back on."""
+        return None
+
+    def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
+        """Length of each text in tokens including special tokens, before truncation.
+
+        Used to sort batches and count truncation; the default uses characters and never truncates.
+        """
+        return [len(prefix) + len(t) for t in texts]
+
+    # ---- helpers ----
+    @staticmethod
+    def _check_texts(texts: Sequence[str] | str) -> list[str]:
+        if isinstance(texts, str):
+            return [texts]
+        if isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__iter__"):
+            raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
+        items = list(texts)
+        for i, t in enumerate(items):
+            if not isinstance(t, str):
+                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: {t!r:.60}")
+        return items
+
+    def _record_truncation(self, lengths: Sequence[int], stats: EncodeStats) -> None:
+        limit = self.max_length
+        if not limit:
+            return
+        stats.truncated_indices = [i for i, n in enumerate(lengths) if n > limit]
+        stats.n_truncated = len(stats.truncated_indices)
+        if stats.n_truncated:
+            shown = ", ".join(map(str, stats.truncated_indices[:10]))
+            more = " ..." if stats.n_truncated > 10 else ""
+            warnings.warn(
+                f"{stats.n_truncated} of {stats.n_texts} texts are longer than {limit} tokens and were "
+                f"truncated (indices {shown}{more}); split long texts to embed all of them",
+                XlembedWarning,
+                stacklevel=3,
+            )
+
+    def _guarded_batch(self, batch, prefix, output, idx, stats):
+        result = self._encode_batch(batch, prefix, output)
+        if self.precision == "fp32" or _all_finite(result):
+            return result
+        bad = _nonfinite_rows(result)
+        where = ", ".join(str(int(idx[i])) for i in bad[:10])
+        fallback = self._recompute_fp32(batch, prefix, output)
+        if fallback is None or not _all_finite(fallback):
+            raise NumericalError(
+                f"{self.precision} encoding gave NaN/inf for texts at indices {where} and no finite fp32 "
+                f"result could be computed; encode with precision='fp32'"
+            )
+        stats.n_recomputed_fp32 += len(batch)
+        warnings.warn(
+            f"{self.precision} encoding gave NaN/inf for texts at indices {where}; "
+            f"that batch of {len(batch)} was recomputed in fp32",
+            XlembedWarning,
+            stacklevel=4,
+        )
+        return fallback
+
+    @staticmethod
+    def _progress_bar(total: int, show: bool | None):
+        if show is None:
+            show = total >= PROGRESS_MIN_TEXTS and sys.stderr.isatty()
+        if not show:
+            return None
+        from tqdm.auto import tqdm
+
+        return tqdm(total=total, desc="encode", unit="text", file=sys.stderr)
+
+
+def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:
+    """Rows scaled to unit length; an all-zero row stays zero instead of becoming NaN."""
+    norms = np.linalg.norm(x, axis=-1, keepdims=True)
+    return (x / np.maximum(norms, eps)).astype(np.float32, copy=False)
+
+
+def _all_finite(result) -> bool:
+    if isinstance(result, np.ndarray):
+        return bool(np.isfinite(result).all())
+    return all(np.isfinite(r).all() for r in result)
+
+
+def _nonfinite_rows(result) -> list[int]:
+    if isinstance(result, np.ndarray):
+        return [int(i) for i in np.flatnonzero(~np.isfinite(result).all(axis=1))]
+    return [i for i, r in enumerate(result) if not np.isfinite(r).all()]

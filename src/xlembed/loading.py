@@ -1,0 +1,314 @@
+"""``load()``: turn a catalogue name, hub id, local folder or ``pkg:<package>`` into an Encoder.
+
+Resolution order for a string:
+1. ``pkg:<package>[/sub/folder]``: model files carried inside an installed Python package;
+2. an existing folder, or anything written like a path (``/``, ``./``, ``~``, ``C:\\``): a local folder;
+3. a catalogue name (``multilingual-e5-small``): a folder of that name in ``$XLEMBED_MODELS``, the
+   entry's package, or its hub id;
+4. a hub id (``org/name``): the local hub cache, else a download unless the hub is offline.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import socket
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import catalogue
+from .backends.use_backend import USE_PACKAGE, UseEncoder, is_use_package_dir
+from .checks import require_loadable
+from .encoder import PRECISIONS, Encoder
+from .errors import BadInputError, ModelNotFoundError
+from .manifest import read_manifest
+from .paths import is_hub_id, local_path, looks_like_path, model_dirs
+
+HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Dense/*", "2_Normalize/*", "3_Dense/*"]
+HUB_PROBE_SECONDS = 2.0
+ENCODER_DIM_TYPES = ("t5", "mt5", "umt5")
+
+
+@dataclass
+class Resolved:
+    """Where a model's files are: ``kind`` is 'folder' or 'use'; ``entry`` is its catalogue entry if known."""
+
+    kind: str
+    path: Path | None
+    name: str
+    entry: catalogue.CatalogueEntry | None = None
+    how: str = ""  # how it was found, for messages and doctor
+
+
+def load(
+    name_or_path: str | os.PathLike | None = None,
+    *,
+    precision: str | None = None,
+    device: str | None = None,
+    pooling: str | None = None,
+    prompts: dict[str, str] | None = None,
+    default_prompt: str | None = None,
+    allow_pickle: bool = False,
+    trust_remote_code: bool = False,
+) -> Encoder:
+    """Load a model as an Encoder.
+
+    precision: fp32, bf16 (CPU or CUDA autocast), fp16 (CUDA autocast) or int8 (ONNX Runtime dynamic
+        quantization, exported once and cached); None keeps the precision a saved folder was written in
+        where this device runs it, else fp32.
+    pooling: mean, cls or max for a folder without modules.json (default: the catalogue's pooling).
+    prompts / default_prompt: override the model's prompts and the prompt name applied by default.
+    allow_pickle: permit pytorch_model.bin weights (pickles can run code); safetensors is always preferred.
+    trust_remote_code: permit model code shipped with the files (off unless you ask).
+    """
+    if precision is not None and precision not in PRECISIONS:
+        raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    if pooling is not None and pooling not in ("mean", "cls", "max"):
+        raise BadInputError(f"pooling must be mean, cls or max, got {pooling!r}")
+    where = resolve(name_or_path)
+    if where.kind == "use":
+        return UseEncoder.create(name=where.name, precision=precision or "fp32")
+    return _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
+
+
+def resolve(name_or_path: str | os.PathLike | None) -> Resolved:
+    """Find the files for a model reference without loading it."""
+    if name_or_path is None or str(name_or_path).strip() == "":
+        name_or_path = catalogue.default_name()
+    spec = os.fspath(name_or_path).strip()
+    if spec.startswith("pkg:"):
+        return _resolve_package(spec[4:])
+    if Path(spec).expanduser().is_dir():
+        path = Path(spec).expanduser()
+        return Resolved("folder", path, path.resolve().name, catalogue.get(path.resolve().name), "local folder")
+    if looks_like_path(spec):
+        path = local_path(spec)  # raises for a Windows path on POSIX
+        raise ModelNotFoundError(
+            f"model folder {spec!r} does not exist (looked in {path.expanduser().absolute()}); check the path"
+        )
+    entry = catalogue.get(spec)
+    if entry is not None:
+        return _resolve_entry(entry)
+    if is_hub_id(spec):
+        return Resolved("folder", resolve_hub_id(spec), spec.rsplit("/", 1)[-1], None, "hub cache")
+    raise ModelNotFoundError(
+        f"{spec!r} is not a folder, a catalogue name (see `xlembed models`), a hub id (org/name) or pkg:<package>"
+    )
+
+
+def _resolve_entry(entry: catalogue.CatalogueEntry) -> Resolved:
+    if entry.backend == "use":
+        return Resolved("use", None, entry.name, entry, f"package {entry.package}")
+    candidates = {entry.name}
+    if entry.hub_id:
+        candidates.add(entry.hub_id.rsplit("/", 1)[-1])
+    for base in model_dirs():
+        for cand in sorted(candidates):
+            if (base / cand).is_dir():
+                return Resolved("folder", base / cand, entry.name, entry, f"models folder {base}")
+    if entry.package and importlib.util.find_spec(entry.package) is not None:
+        found = _resolve_package(entry.package)
+        return Resolved(found.kind, found.path, entry.name, entry, found.how)
+    if not entry.hub_id:
+        raise ModelNotFoundError(f"catalogue model {entry.name!r} has no hub id; install its package {entry.pip_package!r}")
+    try:
+        path = resolve_hub_id(entry.hub_id)
+    except ModelNotFoundError as exc:
+        dirs = os.pathsep.join(str(d) for d in model_dirs())
+        raise ModelNotFoundError(
+            f"{exc}; or put the folder at <dir>/{entry.name} in one of the model folders ({dirs}; set XLEMBED_MODELS)"
+        ) from None
+    return Resolved("folder", path, entry.name, entry, "hub cache")
+
+
+def _resolve_package(spec: str) -> Resolved:
+    package, _, sub = spec.partition("/")
+    if not package.isidentifier():
+        raise BadInputError(f"pkg:{spec}: {package!r} is not a Python package name (write pkg:<import name>[/sub/folder])")
+    found = importlib.util.find_spec(package)
+    if found is None or not found.submodule_search_locations:
+        raise ModelNotFoundError(f"package {package!r} is not installed (pkg:{spec}); install it with pip first")
+    root = Path(list(found.submodule_search_locations)[0])
+    if package == USE_PACKAGE or is_use_package_dir(root):
+        entry = catalogue.get(catalogue.default_name())
+        return Resolved("use", None, entry.name if entry else "use-multilingual", entry, f"package {package}")
+    if sub:
+        folder = root / sub
+        if not folder.is_dir():
+            raise ModelNotFoundError(f"package {package!r} has no folder {sub!r} ({folder})")
+        return Resolved("folder", folder, folder.name, catalogue.get(package), f"package {package}")
+    folders = _model_folders_in(root)
+    if not folders:
+        raise ModelNotFoundError(f"package {package!r} ({root}) carries no model folder (no config.json or modules.json inside)")
+    if len(folders) > 1:
+        listed = ", ".join(f"pkg:{package}/{f.relative_to(root).as_posix()}" for f in folders)
+        raise BadInputError(f"package {package!r} carries several model folders; name one: {listed}")
+    entry = next((e for e in catalogue.entries() if e.package == package), None)
+    return Resolved("folder", folders[0], entry.name if entry else package, entry, f"package {package}")
+
+
+def _model_folders_in(root: Path, depth: int = 3) -> list[Path]:
+    """Folders under ``root`` (itself included) that hold a model: modules.json, or config.json with weights."""
+    found: list[Path] = []
+    frontier = [root]
+    for _ in range(depth + 1):
+        nxt = []
+        for folder in frontier:
+            if (folder / "modules.json").is_file() or (
+                (folder / "config.json").is_file() and any(folder.glob("*.safetensors"))
+            ):
+                found.append(folder)
+                continue
+            nxt.extend(p for p in sorted(folder.iterdir()) if p.is_dir() and not p.name.startswith((".", "__")))
+        frontier = nxt
+    return found
+
+
+def resolve_hub_id(repo_id: str) -> Path:
+    """The local folder of a hub model: the hub cache first, then a download when the hub is reachable.
+
+    Offline (HF_HUB_OFFLINE=1, or the hub not reachable within 2 s) this fails at once with what to do.
+    """
+    from huggingface_hub import snapshot_download
+
+    try:
+        return Path(snapshot_download(repo_id, local_files_only=True))
+    except Exception:
+        pass
+    if hub_is_offline():
+        raise ModelNotFoundError(
+            f"hub model {repo_id!r} is not on disk and the hub is offline (HF_HUB_OFFLINE is set or the hub "
+            f"is unreachable); on a machine with network run `hf download {repo_id} --local-dir DIR`, copy DIR "
+            f"here and pass its path"
+        )
+    try:
+        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=10))
+    except Exception as exc:
+        raise ModelNotFoundError(
+            f"could not download hub model {repo_id!r} ({type(exc).__name__}: {str(exc)[:200]}); check the id, "
+            f"or download the folder yourself and pass its path"
+        ) from None
+
+
+def hub_is_offline() -> bool:
+    """True when offline mode is set, or the hub host cannot be reached within HUB_PROBE_SECONDS."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
+            return True
+    return not _reachable(_hub_host(), 443, HUB_PROBE_SECONDS)
+
+
+def _hub_host() -> str:
+    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
+    return endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
+
+
+def _reachable(host: str, port: int, seconds: float) -> bool:
+    """A TCP connection within ``seconds``; the lookup runs in a thread so a hanging DNS cannot block us."""
+    result: list[bool] = []
+
+    def attempt() -> None:
+        try:
+            with socket.create_connection((host, port), timeout=seconds):
+                result.append(True)
+        except OSError:
+            result.append(False)
+
+    thread = threading.Thread(target=attempt, daemon=True)
+    thread.start()
+    thread.join(seconds + 0.5)
+    return bool(result and result[0])
+
+
+def _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code) -> Encoder:
+    from .backends.torch_backend import TorchEncoder, read_json
+
+    folder = where.path
+    report = require_loadable(folder, allow_pickle)
+    manifest = read_manifest(folder)
+    if report.kind == "onnx":
+        from .backends.onnx_backend import OnnxEncoder
+
+        return OnnxEncoder.from_folder(
+            folder, name=where.name, precision=precision, device=device or "cpu",
+            prompts=prompts, default_prompt_name=default_prompt,
+        )
+    entry = where.entry
+    config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
+    pooling_source = "argument"
+    if not report.has_modules_json and pooling is None:
+        if entry is not None and entry.pooling:
+            pooling, pooling_source = entry.pooling, f"catalogue entry {entry.name!r}"
+        elif config.get("model_type") in ENCODER_DIM_TYPES:
+            pooling, pooling_source = "mean", "encoder-only T5 default"
+    folder_prompts = _folder_prompts(folder)
+    merged = dict(entry.prompts) if entry else {}
+    merged.update(folder_prompts)
+    if prompts is not None:
+        merged = dict(prompts)
+    wanted = precision or _default_precision(manifest, device)
+    torch_precision = "fp32" if wanted == "int8" else wanted
+    encoder = TorchEncoder.from_folder(
+        folder,
+        name=where.name,
+        precision=torch_precision,
+        device=device,
+        pooling=pooling,
+        pooling_source=pooling_source,
+        prompts=merged,
+        default_prompt_name=(default_prompt or None) if default_prompt is not None
+        else _default_prompt_name(folder, manifest, entry, merged),
+        allow_pickle=allow_pickle,
+        trust_remote_code=trust_remote_code,
+        has_modules_json=report.has_modules_json,
+    )
+    if wanted != "int8":
+        return encoder
+    from .backends.onnx_backend import OnnxEncoder, cached_onnx_folder
+
+    onnx_folder = cached_onnx_folder(encoder, "int8")
+    return OnnxEncoder.from_folder(
+        onnx_folder, name=where.name, precision="int8", device="cpu",
+        prompts=encoder.info.prompts, default_prompt_name=encoder.info.default_prompt_name,
+    )
+
+
+def _folder_prompts(folder: Path) -> dict[str, str]:
+    from .backends.torch_backend import read_json
+
+    path = folder / "config_sentence_transformers.json"
+    if not path.is_file():
+        return {}
+    return {k: v for k, v in (read_json(path).get("prompts") or {}).items() if isinstance(v, str)}
+
+
+def _default_prompt_name(folder: Path, manifest, entry, prompts: dict[str, str]) -> str | None:
+    """The prompt applied when encode() gets prompt=None.
+
+    A manifest or the folder's own default_prompt_name wins; then the catalogue entry's; then, for a
+    folder whose prompts include 'query' (the e5 convention), 'query', as MTEB evaluates e5 models.
+    """
+    from .backends.torch_backend import read_json
+
+    if manifest is not None and manifest.default_prompt_name:
+        return manifest.default_prompt_name
+    path = folder / "config_sentence_transformers.json"
+    if path.is_file():
+        name = read_json(path).get("default_prompt_name")
+        if name:
+            return name
+    if entry is not None and entry.default_prompt:
+        return entry.default_prompt
+    if prompts.get("query"):
+        return "query"
+    return None
+
+
+def _default_precision(manifest, device: str | None) -> str:
+    if manifest is None or manifest.precision in ("fp32", "int8"):
+        return "fp32"
+    on_gpu = bool(device and device.startswith("cuda"))
+    if manifest.precision == "fp16":
+        return "fp16" if on_gpu else "fp32"
+    return "bf16"  # bf16 weights: run bf16 autocast, on CPU or GPU

@@ -1,0 +1,73 @@
+"""``xlembed.json``: what xlembed writes beside a saved model so ``load()`` can read it back.
+
+A folder written by ``save()`` is also a folder other tools read (sentence-transformers, ONNX);
+the manifest adds what they do not record: the precision it was saved in, prompts, pooling.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from dataclasses import asdict, dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .errors import ModelFilesError
+
+MANIFEST_NAME = "xlembed.json"
+FORMATS = ("sentence-transformers", "onnx")
+
+
+@dataclass
+class Manifest:
+    format: str  # one of FORMATS
+    precision: str  # fp32 | fp16 | bf16 | int8: how the weights are stored
+    name: str
+    source: str  # what it was converted from
+    dim: int
+    max_length: int | None
+    pooling: str | None
+    normalized_output: bool
+    prompts: dict[str, str] = field(default_factory=dict)
+    default_prompt_name: str | None = None
+    files: dict[str, str] = field(default_factory=dict)  # e.g. {"int8": "model_int8.onnx", "fp32": "model.onnx"}
+    xlembed_version: str = ""
+    created: str = ""
+
+    def write(self, folder: Path) -> Path:
+        from . import __version__
+
+        self.xlembed_version = self.xlembed_version or __version__
+        self.created = self.created or datetime.now(timezone.utc).isoformat(timespec="seconds")
+        path = Path(folder) / MANIFEST_NAME
+        write_text_atomic(path, json.dumps(asdict(self), indent=2, ensure_ascii=False) + "\n")
+        return path
+
+
+def read_manifest(folder: Path) -> Manifest | None:
+    """The folder's manifest, None when it has none; a damaged manifest is an error naming the file."""
+    path = Path(folder) / MANIFEST_NAME
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        manifest = Manifest(**data)
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, TypeError) as exc:
+        raise ModelFilesError(f"{path} is damaged ({exc}); save the model again with xlembed") from exc
+    if manifest.format not in FORMATS:
+        raise ModelFilesError(f"{path}: unknown format {manifest.format!r} (known: {', '.join(FORMATS)})")
+    return manifest
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    """Write a text file under a temporary name in the same folder, then rename it into place."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise

@@ -1,0 +1,92 @@
+"""``save()``: write an encoder to a folder that ``load()`` (and other tools) read back.
+
+fp32 / fp16 / bf16: a sentence-transformers folder with safetensors weights in that dtype.
+int8: an ONNX folder (dynamic INT8 quantization, run by ONNX Runtime).
+Everything is written under a temporary name and renamed when complete.
+"""
+
+from __future__ import annotations
+
+import copy
+import shutil
+from pathlib import Path
+
+from .encoder import PRECISIONS, Encoder
+from .errors import BadInputError, UnsupportedError
+from .manifest import Manifest, read_manifest
+from .paths import atomic_folder
+
+TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+
+
+def save(encoder: Encoder, out_dir: str | Path, precision: str | None = None, overwrite: bool = False) -> Path:
+    """Save ``encoder`` to ``out_dir`` in ``precision`` (default: the encoder's own); returns the folder."""
+    from .backends.onnx_backend import OnnxEncoder, export_onnx_folder
+    from .backends.torch_backend import TorchEncoder
+
+    precision = precision or encoder.precision
+    if precision not in PRECISIONS:
+        raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    out_dir = Path(out_dir)
+    if isinstance(encoder, TorchEncoder):
+        if precision == "int8":
+            return export_onnx_folder(encoder, out_dir, precision="int8", overwrite=overwrite)
+        return _save_torch(encoder, out_dir, precision, overwrite)
+    if isinstance(encoder, OnnxEncoder):
+        return _copy_onnx(encoder, out_dir, precision, overwrite)
+    raise UnsupportedError(
+        f"{encoder.name!r} ({encoder.backend} backend) cannot be saved by xlembed: it is loaded from its package"
+    )
+
+
+def _save_torch(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
+    import torch
+
+    dtype = getattr(torch, TORCH_DTYPES[precision])
+    model = copy.deepcopy(encoder.model).to("cpu").to(dtype)
+    model.prompts = dict(encoder.info.prompts)
+    model.default_prompt_name = encoder.info.default_prompt_name
+    with atomic_folder(out_dir, overwrite) as tmp:
+        model.save(str(tmp), create_model_card=False, safe_serialization=True)
+        _manifest_for(encoder, "sentence-transformers", precision).write(tmp)
+    return out_dir
+
+
+def _copy_onnx(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
+    source = Path(encoder.info.source)
+    manifest = read_manifest(source)
+    if manifest is None or precision not in manifest.files:
+        have = ", ".join(manifest.files) if manifest else "none"
+        raise UnsupportedError(
+            f"{source} holds ONNX precisions {have}, not {precision}; save from the original (torch) model instead"
+        )
+    with atomic_folder(out_dir, overwrite) as tmp:
+        for item in source.iterdir():
+            if item.name.endswith(".onnx") or item.name.endswith(".onnx.data") or item.name == "xlembed.json":
+                continue
+            if item.is_file():
+                shutil.copy2(item, tmp / item.name)
+        name = manifest.files[precision]
+        shutil.copy2(source / name, tmp / name)
+        if (source / f"{name}.data").is_file():
+            shutil.copy2(source / f"{name}.data", tmp / f"{name}.data")
+        manifest.files = {precision: name}
+        manifest.precision = precision
+        manifest.write(tmp)
+    return out_dir
+
+
+def _manifest_for(encoder, fmt: str, precision: str) -> Manifest:
+    info = encoder.info
+    return Manifest(
+        format=fmt,
+        precision=precision,
+        name=info.name,
+        source=info.source,
+        dim=info.dim,
+        max_length=info.max_length,
+        pooling=info.pooling,
+        normalized_output=info.normalized_output,
+        prompts=dict(info.prompts),
+        default_prompt_name=info.default_prompt_name,
+    )
