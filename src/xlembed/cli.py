@@ -167,16 +167,17 @@ def export(
     model: str = typer.Option(..., "--model", "-m", help="The model to convert (name, hub id, folder, pkg:<package>)."),
     precision: str = typer.Option(..., "--precision", "-p", help="fp32, fp16, bf16 (safetensors folder) or int8 (ONNX)."),
     out: Path = typer.Option(..., "--out", help="Folder to write; load it back with `--model OUT`."),
+    format: Optional[str] = typer.Option(None, "--format", help="sentence-transformers or onnx (default: onnx for int8)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     pooling: Optional[str] = PoolingOpt,
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = RemoteOpt,
 ) -> None:
-    """Convert a model to FP16/BF16 safetensors or an INT8 ONNX folder."""
+    """Convert a model to FP16/BF16 safetensors or an ONNX folder (FP32 or INT8)."""
     from .saving import save
 
     encoder = _load(model, None, "cpu", pooling, allow_pickle, trust_remote_code)
-    folder = save(encoder, out, precision=precision, overwrite=overwrite)
+    folder = save(encoder, out, precision=precision, format=format, overwrite=overwrite)
     typer.echo(f"wrote {precision} model to {folder}")
 
 

@@ -19,18 +19,35 @@ from .paths import atomic_folder
 TORCH_DTYPES = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 
 
-def save(encoder: Encoder, out_dir: str | Path, precision: str | None = None, overwrite: bool = False) -> Path:
-    """Save ``encoder`` to ``out_dir`` in ``precision`` (default: the encoder's own); returns the folder."""
+def save(
+    encoder: Encoder,
+    out_dir: str | Path,
+    precision: str | None = None,
+    format: str | None = None,
+    overwrite: bool = False,
+) -> Path:
+    """Save ``encoder`` to ``out_dir`` in ``precision`` (default: the encoder's own); returns the folder.
+
+    format: 'sentence-transformers' (fp32/fp16/bf16 safetensors) or 'onnx' (fp32/int8); by default
+    int8 is written as ONNX and everything else as a sentence-transformers folder.
+    """
     from .backends.onnx_backend import OnnxEncoder, export_onnx_folder
     from .backends.torch_backend import TorchEncoder
 
     precision = precision or encoder.precision
     if precision not in PRECISIONS:
         raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
+    format = format or ("onnx" if precision == "int8" or isinstance(encoder, OnnxEncoder) else "sentence-transformers")
+    if format not in ("sentence-transformers", "onnx"):
+        raise BadInputError(f"format must be 'sentence-transformers' or 'onnx', got {format!r}")
+    if format == "onnx" and precision not in ("fp32", "int8"):
+        raise BadInputError(f"an ONNX folder holds fp32 or int8, not {precision}; use format='sentence-transformers'")
+    if format == "sentence-transformers" and precision == "int8":
+        raise BadInputError("int8 is saved as an ONNX folder; use format='onnx' (the default for int8)")
     out_dir = Path(out_dir)
     if isinstance(encoder, TorchEncoder):
-        if precision == "int8":
-            return export_onnx_folder(encoder, out_dir, precision="int8", overwrite=overwrite)
+        if format == "onnx":
+            return export_onnx_folder(encoder, out_dir, precision=precision, overwrite=overwrite)
         return _save_torch(encoder, out_dir, precision, overwrite)
     if isinstance(encoder, OnnxEncoder):
         return _copy_onnx(encoder, out_dir, precision, overwrite)
