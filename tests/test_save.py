@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
 
@@ -95,3 +97,19 @@ def test_int8_round_trip_real_model(e5_int8, tmp_path):
     loaded = xlembed.load(out)
     assert loaded.precision == "int8" and loaded.default_prompt == "query: "
     assert row_cosine(loaded.encode(TEXTS), e5_int8.encode(TEXTS)).min() > 0.999
+
+
+def test_cached_int8_is_found_without_loading_torch(tmp_path, monkeypatch):
+    from xlembed.backends.torch_backend import TorchEncoder
+
+    folder = make_tiny_st_folder(tmp_path)
+    first = xlembed.load(folder, precision="int8")
+
+    def no_torch(*args, **kwargs):
+        raise AssertionError("the torch model was loaded although the int8 export is cached")
+
+    monkeypatch.setattr(TorchEncoder, "from_folder", no_torch)
+    second = xlembed.load(folder, precision="int8")
+    assert second.info.source == first.info.source
+    assert np.allclose(second.encode(TEXTS), first.encode(TEXTS))
+    assert (Path(second.info.source) / "xlembed.json").stat().st_mode & 0o044  # readable like any file, not 0600

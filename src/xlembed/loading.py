@@ -27,7 +27,7 @@ from .paths import is_hub_id, local_path, looks_like_path, model_dirs
 
 HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Dense/*", "2_Normalize/*", "3_Dense/*"]
 HUB_PROBE_SECONDS = 2.0
-ENCODER_DIM_TYPES = ("t5", "mt5", "umt5")
+T5_MODEL_TYPES = ("t5", "mt5", "umt5")
 
 
 @dataclass
@@ -240,7 +240,7 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
     if not report.has_modules_json and pooling is None:
         if entry is not None and entry.pooling:
             pooling, pooling_source = entry.pooling, f"catalogue entry {entry.name!r}"
-        elif config.get("model_type") in ENCODER_DIM_TYPES:
+        elif config.get("model_type") in T5_MODEL_TYPES:
             pooling, pooling_source = "mean", "encoder-only T5 default"
     folder_prompts = _folder_prompts(folder)
     merged = dict(entry.prompts) if entry else {}
@@ -248,17 +248,27 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
     if prompts is not None:
         merged = dict(prompts)
     wanted = precision or _default_precision(manifest, device)
-    torch_precision = "fp32" if wanted == "int8" else wanted
+    default_name = (default_prompt or None) if default_prompt is not None else _default_prompt_name(
+        folder, manifest, entry, merged
+    )
+    pooling_override = None if report.has_modules_json else pooling
+    if wanted == "int8":
+        from .backends.onnx_backend import OnnxEncoder, cache_has, onnx_cache_folder
+
+        cached = onnx_cache_folder(folder, "int8", pooling_override)
+        if cache_has(cached, "int8"):  # exported before: no need to load the torch model at all
+            return OnnxEncoder.from_folder(
+                cached, name=where.name, precision="int8", device="cpu", prompts=merged, default_prompt_name=default_name
+            )
     encoder = TorchEncoder.from_folder(
         folder,
         name=where.name,
-        precision=torch_precision,
+        precision="fp32" if wanted == "int8" else wanted,
         device=device,
         pooling=pooling,
         pooling_source=pooling_source,
         prompts=merged,
-        default_prompt_name=(default_prompt or None) if default_prompt is not None
-        else _default_prompt_name(folder, manifest, entry, merged),
+        default_prompt_name=default_name,
         allow_pickle=allow_pickle,
         trust_remote_code=trust_remote_code,
         has_modules_json=report.has_modules_json,
@@ -267,10 +277,12 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
         return encoder
     from .backends.onnx_backend import OnnxEncoder, cached_onnx_folder
 
-    onnx_folder = cached_onnx_folder(encoder, "int8")
+    onnx_folder = cached_onnx_folder(encoder, "int8", pooling_override)
+    info = encoder.info
+    del encoder  # the torch model is not needed once exported
     return OnnxEncoder.from_folder(
         onnx_folder, name=where.name, precision="int8", device="cpu",
-        prompts=encoder.info.prompts, default_prompt_name=encoder.info.default_prompt_name,
+        prompts=info.prompts, default_prompt_name=info.default_prompt_name,
     )
 
 

@@ -14,6 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import ModelFilesError
+from .paths import current_umask
 
 MANIFEST_NAME = "xlembed.json"
 FORMATS = ("sentence-transformers", "onnx")
@@ -34,6 +35,23 @@ class Manifest:
     files: dict[str, str] = field(default_factory=dict)  # e.g. {"int8": "model_int8.onnx", "fp32": "model.onnx"}
     xlembed_version: str = ""
     created: str = ""
+
+    @classmethod
+    def from_info(cls, info, format: str, precision: str, files: dict[str, str] | None = None) -> "Manifest":
+        """A manifest for a model saved from an encoder with ``info`` (a ModelInfo)."""
+        return cls(
+            format=format,
+            precision=precision,
+            name=info.name,
+            source=info.source,
+            dim=info.dim,
+            max_length=info.max_length,
+            pooling=info.pooling,
+            normalized_output=info.normalized_output,
+            prompts=dict(info.prompts),
+            default_prompt_name=info.default_prompt_name,
+            files=dict(files or {}),
+        )
 
     def write(self, folder: Path) -> Path:
         from . import __version__
@@ -67,7 +85,9 @@ def write_text_atomic(path: Path, text: str) -> None:
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as f:
             f.write(text)
+        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a saved model is readable like any file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+

@@ -83,6 +83,7 @@ def atomic_folder(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
         raise BadInputError(f"{out_dir} exists and is not empty; choose another folder or pass overwrite=True (CLI: --overwrite)")
     out_dir.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.", suffix=".partial", dir=out_dir.parent))
+    os.chmod(tmp, 0o777 & ~current_umask())  # mkdtemp makes 0700; the finished folder follows the umask
     try:
         yield tmp
     except BaseException:
@@ -95,3 +96,10 @@ def atomic_folder(out_dir: Path, overwrite: bool = False) -> Iterator[Path]:
     os.replace(tmp, out_dir)
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def current_umask() -> int:
+    """The process umask (read by setting and restoring it)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

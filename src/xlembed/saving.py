@@ -65,7 +65,7 @@ def _save_torch(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path
     model.default_prompt_name = encoder.info.default_prompt_name
     with atomic_folder(out_dir, overwrite) as tmp:
         model.save(str(tmp), create_model_card=False, safe_serialization=True)
-        _manifest_for(encoder, "sentence-transformers", precision).write(tmp)
+        Manifest.from_info(encoder.info, "sentence-transformers", precision).write(tmp)
     return out_dir
 
 
@@ -91,19 +91,3 @@ def _copy_onnx(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
         manifest.precision = precision
         manifest.write(tmp)
     return out_dir
-
-
-def _manifest_for(encoder, fmt: str, precision: str) -> Manifest:
-    info = encoder.info
-    return Manifest(
-        format=fmt,
-        precision=precision,
-        name=info.name,
-        source=info.source,
-        dim=info.dim,
-        max_length=info.max_length,
-        pooling=info.pooling,
-        normalized_output=info.normalized_output,
-        prompts=dict(info.prompts),
-        default_prompt_name=info.default_prompt_name,
-    )
