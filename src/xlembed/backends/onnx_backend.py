@@ -465,17 +465,9 @@ class OnnxEncoder(Encoder):
 
     # ---- Encoder hooks ----
     def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
-        from .torch_backend import _quiet_libraries
+        from .torch_backend import token_lengths
 
-        with _quiet_libraries():
-            ids = self.tokenizer(
-                [prefix + t for t in texts],
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
-        return [len(x) for x in ids]
+        return token_lengths(self.tokenizer, texts, prefix)
 
     def _encode_batch(self, texts: list[str], prefix: str, output: Output):
         return self._run(self.session, texts, prefix, output)

@@ -122,16 +122,7 @@ class TorchEncoder(Encoder):
 
     # ---- Encoder hooks ----
     def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
-        tokenizer = self.model.tokenizer
-        with _quiet_libraries():
-            ids = tokenizer(
-                [prefix + t for t in texts],
-                add_special_tokens=True,
-                truncation=False,
-                return_attention_mask=False,
-                return_token_type_ids=False,
-            )["input_ids"]
-        return [len(x) for x in ids]
+        return token_lengths(self.model.tokenizer, texts, prefix)
 
     def _encode_batch(self, texts: list[str], prefix: str, output: Output):
         return self._forward(texts, prefix, output, self.precision)
@@ -151,6 +142,19 @@ class TorchEncoder(Encoder):
         tokens = out["token_embeddings"].float().cpu().numpy()
         mask = out["attention_mask"].cpu().numpy().astype(bool)
         return [tokens[i][mask[i]] for i in range(len(texts))]
+
+
+def token_lengths(tokenizer, texts: list[str], prefix: str) -> list[int]:
+    """Length in tokens of prefix + each text, with special tokens and before truncation."""
+    with _quiet_libraries():
+        ids = tokenizer(
+            [prefix + t for t in texts],
+            add_special_tokens=True,
+            truncation=False,
+            return_attention_mask=False,
+            return_token_type_ids=False,
+        )["input_ids"]
+    return [len(x) for x in ids]
 
 
 def pooling_of(model) -> str | None:
