@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xlembed-installed
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv bench bench-eval clean
 
 venv: $(STAMP)
 
@@ -25,6 +25,10 @@ test: $(STAMP)
 bench: $(STAMP)
 	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/encode_speed.py --model .cache/models/multilingual-e5-small
+
+bench-eval: $(STAMP)
+	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/eval_bench.py --models-dir .cache/models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache

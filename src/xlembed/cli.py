@@ -209,6 +209,71 @@ def demo(model: Optional[str] = ModelOpt) -> None:
         raise typer.Exit(1)
 
 
+@app.command("eval")
+@handle_errors
+def eval_(
+    task: str = typer.Option(..., "--task", "-t", help="tatoeba, sts (any STS file or folder), sts17, jsts, stsb, korsts, gap or speed."),
+    model: Optional[str] = ModelOpt,
+    precision: Optional[str] = PrecisionOpt,
+    data: Optional[str] = typer.Option(None, "--data", help="The task's file or folder (default: its folder under --data-root)."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder with tatoeba/, sts17/, jsts/ ... (default: $XLEMBED_DATA or ../shared/data)."),
+    langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all in the folder)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs of each file."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides (default: the model's; '' for none)."),
+    margin: bool = typer.Option(False, "--margin", help="Tatoeba: ratio-margin scoring (LASER) instead of cosine."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON."),
+) -> None:
+    """Evaluate one model on one task and print its scores."""
+    from .eval.bench import run_task, task_data
+    from .eval.results import record
+
+    if task == "drift":
+        raise BadInputError("drift compares precisions: use `xlembed bench --precisions fp32,int8 --tasks drift`")
+    path = task_data(task, data, data_root)
+    encoder = _load(model, precision)
+    lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
+    results = run_task(encoder, task, path, lang_list, limit, prompt, margin=margin)
+    rows = [{"task": r.task, "dataset": r.dataset, "language": r.language, "prompt": r.prompt,
+             **{k: round(v, 2) for k, v in r.scores.items()}} for r in results]
+    typer.echo(format_table(rows))
+    typer.echo(f"(model: {encoder.name}, {encoder.backend} {encoder.precision})", err=True)
+    if output is not None:
+        from .manifest import write_text_atomic
+
+        records = [record(encoder, r).as_dict() for r in results]
+        write_text_atomic(output, json.dumps({"records": records}, indent=2, ensure_ascii=False) + "\n")
+
+
+@app.command()
+@handle_errors
+def bench(
+    models: str = typer.Option(..., "--models", help="Comma-separated models (names, folders, hub ids)."),
+    precisions: str = typer.Option("fp32", "--precisions", help="Comma-separated precisions, e.g. fp32,bf16,int8."),
+    tasks: str = typer.Option("tatoeba,sts17,speed", "--tasks", help="Comma-separated tasks: tatoeba, sts17, jsts, stsb, korsts, gap, drift, speed."),
+    out: Path = typer.Option(..., "--out", help="Folder for index.html, results.json and results.md."),
+    data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder with tatoeba/, sts17/, jsts/ ... (default: $XLEMBED_DATA or ../shared/data)."),
+    langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all)."),
+    limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs of each file."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides (default: each model's; '' for none)."),
+) -> None:
+    """Run models x precisions x tasks, grade them, and write an HTML/Markdown/JSON report."""
+    import shlex
+
+    from .eval.bench import BenchPlan, run_bench
+
+    split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
+    plan = BenchPlan(models=split(models), precisions=split(precisions), tasks=split(tasks), out=str(out),
+                     data_root=data_root, langs=split(langs) if langs else None, limit=limit, prompt=prompt,
+                     command=shlex.join(["xlembed", *sys.argv[1:]]))
+    records, grades, files = run_bench(plan, progress=sys.stderr.isatty())
+    typer.echo(files["md"].read_text(encoding="utf-8") if "md" in files else "")
+    for failure in plan.failures:
+        typer.echo(f"note: {failure}", err=True)
+    typer.echo(f"report: {files.get('html')}", err=True)
+    if not records:
+        raise typer.Exit(1)
+
+
 def format_table(rows: list[dict]) -> str:
     """Rows of dicts as an aligned text table (columns from the first row)."""
     if not rows:

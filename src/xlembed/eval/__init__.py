@@ -1,0 +1,1 @@
+"""Evaluation tasks that take any Encoder, grading, and reports."""

@@ -1,0 +1,311 @@
+"""Readers for the evaluation data: Tatoeba bitext and the STS formats in ../shared/data.
+
+Every reader raises ``DataFormatError`` with the file path and line number for bad data.
+
+Formats (detected from the file itself, its suffix and name):
+- Tatoeba (LASER): ``tatoeba.XXX-eng.XXX`` and ``tatoeba.XXX-eng.eng``, one sentence a line, aligned.
+- STS17 TSV: header ``sentence1<TAB>sentence2<TAB>score``, no quoting.
+- KorSTS TSV: header ``genre filename year id score sentence1 sentence2``, no quoting.
+- JSTS JSON Lines: one object a line with ``sentence1``, ``sentence2``, ``label``.
+- STSb-multi CSV: excel dialect, no header, columns sentence1, sentence2, score.
+- Plain TSV: text1, text2, score, no header or a header ``text1 text2 score``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BadInputError, DataFormatError
+
+_TATOEBA_FILE = re.compile(r"^tatoeba\.([A-Za-z_]+)-eng\.\1$")
+_STS17_FILE = re.compile(r"^STS17\.([a-z]{2}-[a-z]{2})((?:\.[A-Za-z0-9_-]+)*)\.tsv$")
+_STSB_FILE = re.compile(r"^stsb-([a-z]{2,3})-(train|dev|test)\.csv$")
+_JSTS_FILE = re.compile(r"^(train|valid|test)-v[0-9.]+\.json$")
+
+# ---------------------------------------------------------------- helpers
+
+
+def _check_limit(limit) -> None:
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise BadInputError(f"limit must be a positive integer or None, got {limit!r}")
+
+
+def _read_text(path: Path) -> str:
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise DataFormatError(f"{path}: file not found") from None
+    except OSError as e:
+        raise DataFormatError(f"{path}: cannot read ({e})") from None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[: e.start].count(b"\n") + 1
+        raise DataFormatError(f"{path}, line {line}: not valid UTF-8 (byte {e.start})") from None
+    return text.removeprefix("\ufeff")
+
+
+def _lines(path: Path) -> list[str]:
+    """The file's lines, split on '\\n' only (never on other Unicode separators, which would shift lines)."""
+    text = _read_text(path)
+    if not text.strip():
+        raise DataFormatError(f"{path}, line 1: empty file")
+    lines = text.split("\n")
+    if lines[-1] == "":
+        lines.pop()
+    return [line.removesuffix("\r") for line in lines]
+
+
+def _parse_score(value: str, path: Path, line: int) -> float:
+    try:
+        score = float(value.strip())
+    except ValueError:
+        raise DataFormatError(f"{path}, line {line}: score {value!r:.40} is not a number") from None
+    if not math.isfinite(score):
+        raise DataFormatError(f"{path}, line {line}: score {value!r:.40} is not a finite number")
+    return score
+
+
+# ---------------------------------------------------------------- Tatoeba
+
+
+def tatoeba_languages(folder) -> list[str]:
+    """Languages with a ``tatoeba.XXX-eng.XXX`` file in ``folder``, sorted."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(f"{folder}: Tatoeba folder not found")
+    langs = []
+    for p in folder.iterdir():
+        m = _TATOEBA_FILE.match(p.name)
+        if m and p.is_file():
+            langs.append(m.group(1))
+    return sorted(langs)
+
+
+def read_tatoeba(folder, lang: str, limit: int | None = None) -> tuple[list[str], list[str]]:
+    """The aligned (xx, eng) sentences of one Tatoeba language, the first ``limit`` when given."""
+    _check_limit(limit)
+    folder = Path(folder)
+    xx_path = folder / f"tatoeba.{lang}-eng.{lang}"
+    en_path = folder / f"tatoeba.{lang}-eng.eng"
+    if not xx_path.is_file() or not en_path.is_file():
+        available = tatoeba_languages(folder)
+        missing = xx_path if not xx_path.is_file() else en_path
+        raise DataFormatError(
+            f"Tatoeba language {lang!r} not found: {missing} does not exist; "
+            f"available in {folder}: {', '.join(available) or 'none'}"
+        )
+    xx = _lines(xx_path)
+    en = _lines(en_path)
+    if len(xx) != len(en):
+        shorter = xx_path if len(xx) < len(en) else en_path
+        raise DataFormatError(
+            f"ragged Tatoeba files: {xx_path} has {len(xx)} lines but {en_path} has {len(en)}; "
+            f"line {min(len(xx), len(en)) + 1} has no partner in {shorter}"
+        )
+    for path, lines in ((xx_path, xx), (en_path, en)):
+        for i, line in enumerate(lines[:limit] if limit else lines, 1):
+            if not line.strip():
+                raise DataFormatError(f"{path}, line {i}: empty sentence")
+    if limit is not None:
+        xx, en = xx[:limit], en[:limit]
+    return xx, en
+
+
+# ---------------------------------------------------------------- STS
+
+
+@dataclass
+class StsData:
+    """Sentence pairs with gold similarity scores, from one file."""
+
+    texts1: list[str]
+    texts2: list[str]
+    scores: np.ndarray  # float64, one per pair
+    name: str  # dataset: sts17, jsts, stsb_multi_mt, korsts, sts
+    language: str  # en-ar, ja, de, ko, ... ('und' when the file name does not tell)
+    path: str = ""
+
+    def __len__(self) -> int:
+        return len(self.texts1)
+
+
+def _name_and_language(path: Path, kind: str) -> tuple[str, str]:
+    name = path.name
+    if kind == "tsv-sts17" or _STS17_FILE.match(name):
+        m = _STS17_FILE.match(name)
+        if m:
+            extra = m.group(2).strip(".")
+            return ("sts17-" + extra if extra else "sts17"), m.group(1)
+        return "sts17", "und"
+    if kind == "csv":
+        m = _STSB_FILE.match(name)
+        return ("stsb_multi_mt", m.group(1)) if m else ("sts", "und")
+    if kind == "jsonl":
+        if _JSTS_FILE.match(name) or "jsts" in path.parent.name.lower() or "jsts" in name.lower():
+            return "jsts", "ja"
+        return "sts", "und"
+    if kind == "tsv-korsts":
+        return "korsts", "ko"
+    return "sts", "und"
+
+
+def read_sts(path, limit: int | None = None) -> StsData:
+    """Read one STS file of any supported format (see the module docstring)."""
+    _check_limit(limit)
+    path = Path(path)
+    if not path.is_file():
+        raise DataFormatError(f"{path}: STS file not found")
+    lines = _lines(path)
+    first = next(line for line in lines if line.strip())
+    if path.suffix.lower() in (".json", ".jsonl") or first.lstrip().startswith("{"):
+        kind, rows = "jsonl", _jsonl_rows(path, lines)
+    elif path.suffix.lower() == ".csv":
+        kind, rows = "csv", _csv_rows(path)
+    else:
+        kind, rows = _tsv_rows(path, lines)
+    if not rows:
+        raise DataFormatError(f"{path}, line {len(lines) + 1}: no sentence pairs (header only)")
+    if limit is not None:
+        rows = rows[:limit]
+    name, language = _name_and_language(path, kind)
+    return StsData(
+        texts1=[r[0] for r in rows],
+        texts2=[r[1] for r in rows],
+        scores=np.array([r[2] for r in rows], dtype=np.float64),
+        name=name,
+        language=language,
+        path=str(path),
+    )
+
+
+def _check_texts(path: Path, line: int, t1, t2) -> None:
+    for t in (t1, t2):
+        if not isinstance(t, str) or not t.strip():
+            raise DataFormatError(f"{path}, line {line}: empty or missing sentence")
+
+
+def _jsonl_rows(path: Path, lines: list[str]) -> list[tuple[str, str, float]]:
+    rows = []
+    for i, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise DataFormatError(f"{path}, line {i}: not valid JSON ({e.msg})") from None
+        if not isinstance(obj, dict):
+            raise DataFormatError(f"{path}, line {i}: expected a JSON object")
+        missing = [k for k in ("sentence1", "sentence2") if k not in obj]
+        label_key = "label" if "label" in obj else "score" if "score" in obj else None
+        if missing or label_key is None:
+            missing += [] if label_key else ["label"]
+            raise DataFormatError(f"{path}, line {i}: missing field(s) {', '.join(missing)}")
+        _check_texts(path, i, obj["sentence1"], obj["sentence2"])
+        label = obj[label_key]
+        if isinstance(label, bool) or not isinstance(label, (int, float, str)):
+            raise DataFormatError(f"{path}, line {i}: {label_key} {label!r:.40} is not a number")
+        score = float(label) if not isinstance(label, str) else _parse_score(label, path, i)
+        if not math.isfinite(score):
+            raise DataFormatError(f"{path}, line {i}: {label_key} {label!r:.40} is not a finite number")
+        rows.append((obj["sentence1"], obj["sentence2"], score))
+    return rows
+
+
+def _csv_rows(path: Path) -> list[tuple[str, str, float]]:
+    rows = []
+    with open(path, newline="", encoding="utf-8-sig") as f:
+        reader = csv.reader(f)
+        try:
+            for fields in reader:
+                line = reader.line_num
+                if not fields or all(not x.strip() for x in fields):
+                    continue
+                if len(fields) != 3:
+                    raise DataFormatError(
+                        f"{path}, line {line}: expected 3 columns (sentence1, sentence2, score), got {len(fields)}"
+                    )
+                if not rows and fields[2].strip().lower() in ("score", "similarity_score", "label"):
+                    continue  # a header row
+                _check_texts(path, line, fields[0], fields[1])
+                rows.append((fields[0], fields[1], _parse_score(fields[2], path, line)))
+        except csv.Error as e:
+            raise DataFormatError(f"{path}, line {reader.line_num}: bad CSV ({e})") from None
+    return rows
+
+
+def _tsv_rows(path: Path, lines: list[str]) -> tuple[str, list[tuple[str, str, float]]]:
+    header = [h.strip().lower() for h in lines[0].split("\t")]
+    kind = "tsv"
+    cols = (0, 1, 2)
+    start = 0
+    if {"sentence1", "sentence2", "score"} <= set(header):
+        cols = (header.index("sentence1"), header.index("sentence2"), header.index("score"))
+        kind = "tsv-korsts" if "genre" in header else "tsv-sts17" if _STS17_FILE.match(path.name) else "tsv"
+        start = 1
+    elif {"text1", "text2", "score"} <= set(header):
+        cols = (header.index("text1"), header.index("text2"), header.index("score"))
+        start = 1
+    width = len(header) if start else None
+    rows = []
+    for i, line in enumerate(lines[start:], start + 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        if width is None:
+            width = len(fields)
+            if width < 3:
+                raise DataFormatError(f"{path}, line {i}: expected 3 tab-separated columns (text1, text2, score), got {width}")
+        if len(fields) != width:
+            raise DataFormatError(f"{path}, line {i}: expected {width} tab-separated columns, got {len(fields)}")
+        t1, t2, s = fields[cols[0]], fields[cols[1]], fields[cols[2]]
+        _check_texts(path, i, t1, t2)
+        rows.append((t1, t2, _parse_score(s, path, i)))
+    return kind, rows
+
+
+def sts_files(path) -> list[Path]:
+    """The STS files to evaluate: a file is itself; a folder gives its test files.
+
+    sts17: every STS17.*.tsv except the WMT track (STS17.en-es.wmt.tsv: scores only 2-5 on news, not in
+    MTEB's STS17; pass the file itself to evaluate it); stsb_multi_mt: every stsb-*-test.csv; korsts: sts-test.tsv;
+    jsts: test-v*.json when its first record has a label, else valid-v*.json.
+    """
+    path = Path(path)
+    if path.is_file():
+        return [path]
+    if not path.is_dir():
+        raise DataFormatError(f"{path}: STS file or folder not found")
+    found = [p for p in sorted(path.glob("STS17.*.tsv")) if ".wmt." not in p.name] or sorted(path.glob("stsb-*-test.csv"))
+    if found:
+        return found
+    if (path / "sts-test.tsv").is_file():
+        return [path / "sts-test.tsv"]
+    tests = sorted(path.glob("test-v*.json"))
+    if tests and _first_record_has_label(tests[-1]):
+        return [tests[-1]]
+    valids = sorted(path.glob("valid-v*.json"))
+    if valids:
+        return [valids[-1]]
+    raise DataFormatError(
+        f"{path}: no STS test files found (expected STS17.*.tsv, stsb-*-test.csv, sts-test.tsv, "
+        "test-v*.json or valid-v*.json)"
+    )
+
+
+def _first_record_has_label(path: Path) -> bool:
+    try:
+        with open(path, encoding="utf-8") as f:
+            for line in f:
+                if line.strip():
+                    return "label" in json.loads(line)
+    except (OSError, ValueError):
+        return False
+    return False

@@ -1,0 +1,107 @@
+"""Speed, memory and size of an Encoder on this machine (figures, not assertions)."""
+
+from __future__ import annotations
+
+import resource
+import statistics
+import sys
+import time
+from pathlib import Path
+
+from ..encoder import Encoder
+from .results import TaskResult
+
+DEFAULT_BATCH_SIZES = (1, 8, 32)
+LATENCY_PAIR = ["今日は天気がいい", "The weather is nice today"]
+
+
+def speed(
+    encoder: Encoder,
+    texts: list[str],
+    batch_sizes: tuple[int, ...] = DEFAULT_BATCH_SIZES,
+    latency_runs: int = 20,
+    max_texts_per_size: int = 512,
+) -> TaskResult:
+    """Latency of a 2-sentence request (median of ``latency_runs``) and throughput at each batch size.
+
+    Each batch size encodes up to ``max_texts_per_size`` of ``texts`` once after a warm-up batch.
+    """
+    encoder.encode(LATENCY_PAIR)  # warm-up: lazy loads, first-call allocations
+    latencies = []
+    for _ in range(latency_runs):
+        started = time.perf_counter()
+        encoder.encode(LATENCY_PAIR)
+        latencies.append((time.perf_counter() - started) * 1000)
+    scores = {"latency_ms_2": statistics.median(latencies)}
+    sample = list(texts[:max_texts_per_size])
+    for size in batch_sizes:
+        encoder.encode(sample[:size], batch_size=size)
+        started = time.perf_counter()
+        encoder.encode(sample, batch_size=size)
+        scores[f"sent_per_s_b{size}"] = len(sample) / (time.perf_counter() - started)
+    main = "sent_per_s_b32" if 32 in batch_sizes else f"sent_per_s_b{batch_sizes[-1]}"
+    return TaskResult(task="speed", dataset="mixed", language="all", scores=scores, main_score=main,
+                      details={"n_texts": len(sample), "latency_runs": latency_runs})
+
+
+def size(encoder: Encoder) -> TaskResult:
+    """Parameters (millions), bytes on disk of the model's files (MB), and this process's peak RSS (MB)."""
+    scores = {"disk_mb": disk_mb(encoder), "peak_rss_mb": peak_rss_mb()}
+    params = parameter_count(encoder)
+    if params is not None:
+        scores["params_m"] = params / 1e6
+    gpu = gpu_max_allocated_mb()
+    if gpu is not None:
+        scores["gpu_max_allocated_mb"] = gpu
+    return TaskResult(task="size", dataset="-", language="all", scores=scores, main_score="peak_rss_mb")
+
+
+def peak_rss_mb() -> float:
+    """Peak resident memory of this process so far, in MB."""
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak / 2**20 if sys.platform == "darwin" else peak / 1024
+
+
+def gpu_max_allocated_mb() -> float | None:
+    try:
+        import torch
+    except ImportError:
+        return None
+    if not torch.cuda.is_available():
+        return None
+    return torch.cuda.max_memory_allocated() / 2**20
+
+
+def parameter_count(encoder: Encoder) -> int | None:
+    model = getattr(encoder, "model", None)
+    if model is not None and hasattr(model, "parameters"):
+        return sum(p.numel() for p in model.parameters())
+    if encoder.backend == "onnx":
+        import onnx
+
+        path = Path(encoder.info.source) / encoder.files[encoder.precision]
+        graph = onnx.load(str(path), load_external_data=False).graph
+        total = 0
+        for init in graph.initializer:
+            n = 1
+            for d in init.dims:
+                n *= d
+            total += n if init.data_type != onnx.TensorProto.INT64 else 0
+        return total
+    return None
+
+
+def disk_mb(encoder: Encoder) -> float:
+    """Size of the files the model was loaded from (for a package: the package folder)."""
+    source = encoder.info.source
+    if encoder.backend == "use":
+        from ..backends.use_backend import use_package_dir
+
+        folder = use_package_dir()
+    else:
+        folder = Path(source)
+    if encoder.backend == "onnx":  # only the graph actually used, plus the tokenizer and configs
+        files = [p for p in folder.iterdir() if p.is_file() and (not p.suffix == ".onnx" or p.name == encoder.files[encoder.precision])]
+    else:
+        files = [p for p in folder.rglob("*") if p.is_file() and "__pycache__" not in p.parts]
+    return sum(p.stat().st_size for p in files) / 1e6

@@ -1,0 +1,122 @@
+"""The embedding cache, speed/size measurements, and `xlembed eval` / `xlembed bench` end to end on small data."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from typer.testing import CliRunner
+
+import xlembed
+from xlembed.cli import app
+from xlembed.eval.cache import EmbeddingCache
+from xlembed.eval.speed import size, speed
+from tiny_models import make_tiny_st_folder
+
+PAIRS = [("今日は雨が降っています。", "It is raining today."), ("鍵をなくしました。", "I lost my keys."),
+         ("電車が遅れています。", "The train is late."), ("コーヒーが好きです。", "I like coffee."),
+         ("猫がソファで寝ています。", "The cat is sleeping on the sofa."), ("駅はどこですか。", "Where is the station?")]
+
+
+@pytest.fixture()
+def data_root(tmp_path) -> Path:
+    root = tmp_path / "data"
+    (root / "tatoeba").mkdir(parents=True)
+    (root / "tatoeba" / "tatoeba.jpn-eng.jpn").write_text("\n".join(j for j, _ in PAIRS) + "\n", encoding="utf-8")
+    (root / "tatoeba" / "tatoeba.jpn-eng.eng").write_text("\n".join(e for _, e in PAIRS) + "\n", encoding="utf-8")
+    (root / "sts17").mkdir()
+    rows = ["sentence1\tsentence2\tscore", "A man plays guitar.\tA man is playing a guitar.\t4.8",
+            "A dog runs.\tThe stock market fell.\t0.2", "It is raining.\tRain is falling.\t4.5",
+            "A woman cooks.\tA cat sleeps.\t0.5", "The train is late.\tThe train is delayed.\t4.6"]
+    (root / "sts17" / "STS17.en-en.tsv").write_text("\n".join(rows) + "\n", encoding="utf-8")
+    return root
+
+
+class Counting:
+    """Wraps an encoder's encode to count the texts it really embeds."""
+
+    def __init__(self, encoder):
+        self.encoder, self.texts = encoder, 0
+        self._encode = encoder.encode
+
+    def __enter__(self):
+        def counted(texts, *args, **kwargs):
+            self.texts += len(texts)
+            return self._encode(texts, *args, **kwargs)
+
+        self.encoder.encode = counted
+        return self
+
+    def __exit__(self, *exc):
+        del self.encoder.encode
+
+
+def test_cache_returns_the_same_vectors_without_encoding_again(tmp_path):
+    encoder = xlembed.load()
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = [e for _, e in PAIRS] + ["It is raining today."]  # a duplicate text is embedded once
+    with Counting(encoder) as count:
+        first = cache.encode(encoder, texts)
+        assert count.texts == 6
+        second = cache.encode(encoder, texts[::-1])
+        assert count.texts == 6  # nothing new
+        cache.encode(encoder, texts + ["A new sentence."])
+        assert count.texts == 7
+    assert np.allclose(second[::-1], first) and np.allclose(first, encoder.encode(texts), atol=1e-6)
+
+
+def test_cache_keys_include_prompt_and_precision(tmp_path, e5):
+    cache = EmbeddingCache(tmp_path / "cache")
+    a = cache.encode(e5, ["hello"], prompt="")
+    b = cache.encode(e5, ["hello"], prompt="query: ")
+    assert not np.allclose(a, b)
+    assert len(list((tmp_path / "cache").iterdir())) == 2
+
+
+def test_cache_ignores_entries_whose_shard_is_missing(tmp_path):
+    encoder = xlembed.load()
+    cache = EmbeddingCache(tmp_path / "cache")
+    cache.encode(encoder, ["one", "two"])
+    folder = next((tmp_path / "cache").iterdir())
+    for shard in folder.glob("*.npy"):
+        shard.unlink()  # as if a run died between writing the index and the shard
+    out = cache.encode(encoder, ["one", "two"])
+    assert np.isfinite(out).all() and cache.misses == 4
+
+
+def test_speed_and_size_report_their_figures(tmp_path):
+    encoder = xlembed.load(make_tiny_st_folder(tmp_path))
+    result = speed(encoder, ["hello world"] * 40, batch_sizes=(1, 32), latency_runs=3)
+    assert set(result.scores) == {"latency_ms_2", "sent_per_s_b1", "sent_per_s_b32"}
+    assert all(v > 0 for v in result.scores.values())
+    figures = size(encoder).scores
+    assert figures["params_m"] > 0 and figures["disk_mb"] > 0 and figures["peak_rss_mb"] > 50
+
+
+def test_eval_command_tatoeba(data_root):
+    result = CliRunner().invoke(app, ["eval", "--task", "tatoeba", "--data", str(data_root / "tatoeba")])
+    assert result.exit_code == 0, result.stderr
+    assert "jpn" in result.stdout and "100.0" in result.stdout  # USE finds all six translations
+
+
+def test_eval_command_missing_data_is_a_usage_error(tmp_path):
+    result = CliRunner().invoke(app, ["eval", "--task", "tatoeba", "--data", str(tmp_path / "nope")])
+    assert result.exit_code == 2 and "does not exist" in result.stderr
+
+
+def test_bench_runs_models_precisions_and_writes_the_report(tmp_path, data_root):
+    tiny = make_tiny_st_folder(tmp_path)
+    out = tmp_path / "report"
+    args = ["bench", "--models", f"use-multilingual,{tiny}", "--precisions", "fp32,int8",
+            "--tasks", "tatoeba,sts17,drift,speed", "--data-root", str(data_root), "--out", str(out)]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.stderr
+    assert "use-multilingual int8" in result.stderr  # USE has no int8: said, not hidden
+    assert {"index.html", "results.json", "results.md"} <= {p.name for p in out.iterdir()}
+    data = json.loads((out / "results.json").read_text(encoding="utf-8"))
+    seen = {(r["model"], r["precision"], r["task"]) for r in data["records"]}
+    assert ("use-multilingual", "fp32", "tatoeba") in seen and ("use-multilingual", "fp32", "sts") in seen
+    assert ("tiny-model", "int8", "drift") in seen and ("tiny-model", "fp32", "speed") in seen
+    assert all(r["machine"] and r["versions"] and r["date"] and r["command"] for r in data["records"])
