@@ -120,3 +120,16 @@ def test_bench_runs_models_precisions_and_writes_the_report(tmp_path, data_root)
     assert ("use-multilingual", "fp32", "tatoeba") in seen and ("use-multilingual", "fp32", "sts") in seen
     assert ("tiny-model", "int8", "drift") in seen and ("tiny-model", "fp32", "speed") in seen
     assert all(r["machine"] and r["versions"] and r["date"] and r["command"] for r in data["records"])
+
+
+def test_bench_thresholds_are_adjustable_from_the_command_line(tmp_path, data_root):
+    base = ["bench", "--models", "use-multilingual", "--tasks", "tatoeba", "--data-root", str(data_root)]
+    normal = CliRunner().invoke(app, base + ["--out", str(tmp_path / "a")])
+    strict = CliRunner().invoke(app, base + ["--out", str(tmp_path / "b"), "--threshold", "S.tatoeba_accuracy=101",
+                                             "--threshold", "A.tatoeba_accuracy=101", "--threshold", "B.tatoeba_accuracy=101"])
+    assert normal.exit_code == 0 and strict.exit_code == 0, strict.stderr
+    grade = lambda out: next(iter(json.loads((out / "results.json").read_text())["grades"].values()))["grade"]  # noqa: E731
+    assert grade(tmp_path / "a") == "S"  # 100% on the six sample pairs, nothing else measured
+    assert grade(tmp_path / "b") == "C"
+    bad = CliRunner().invoke(app, base + ["--out", str(tmp_path / "c"), "--threshold", "S.tatoeba_accuracy"])
+    assert bad.exit_code == 2 and "LEVEL.criterion=VALUE" in bad.stderr

@@ -255,6 +255,8 @@ def bench(
     langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs of each file."),
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides (default: each model's; '' for none)."),
+    rubric: Optional[str] = typer.Option(None, "--rubric", help="Your own grading rubric JSON (default: the bundled one, docs/grading.md)."),
+    threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Change one grading threshold, e.g. S.tatoeba_accuracy=92 (repeatable)."),
 ) -> None:
     """Run models x precisions x tasks, grade them, and write an HTML/Markdown/JSON report."""
     import shlex
@@ -264,14 +266,32 @@ def bench(
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     plan = BenchPlan(models=split(models), precisions=split(precisions), tasks=split(tasks), out=str(out),
                      data_root=data_root, langs=split(langs) if langs else None, limit=limit, prompt=prompt,
-                     command=shlex.join(["xlembed", *sys.argv[1:]]))
+                     command=shlex.join(["xlembed", *sys.argv[1:]]), rubric=rubric,
+                     overrides=_parse_thresholds(threshold or []))
     records, grades, files = run_bench(plan, progress=sys.stderr.isatty())
-    typer.echo(files["md"].read_text(encoding="utf-8") if "md" in files else "")
+    typer.echo(files["markdown"].read_text(encoding="utf-8"))
     for failure in plan.failures:
         typer.echo(f"note: {failure}", err=True)
     typer.echo(f"report: {files.get('html')}", err=True)
     if not records:
         raise typer.Exit(1)
+
+
+def _parse_thresholds(items: list[str]) -> dict[str, float | None]:
+    """'S.tatoeba_accuracy=92' -> {'S.tatoeba_accuracy': 92.0}; 'B.throughput=none' removes a criterion."""
+    out: dict[str, float | None] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or "." not in key:
+            raise BadInputError(f"--threshold must look like LEVEL.criterion=VALUE (e.g. S.tatoeba_accuracy=92), got {item!r}")
+        if value.strip().lower() in ("none", ""):
+            out[key.strip()] = None
+            continue
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            raise BadInputError(f"--threshold {item!r}: {value!r} is not a number") from None
+    return out
 
 
 def format_table(rows: list[dict]) -> str:

@@ -92,6 +92,8 @@ class BenchPlan:
     prompt: str | None = None
     cache_root: str | None = None
     command: str = ""
+    rubric: str | None = None  # a user's rubric JSON (default: the bundled one)
+    overrides: dict[str, float | None] = field(default_factory=dict)  # e.g. {"S.tatoeba_accuracy": 92}
     failures: list[str] = field(default_factory=list)
 
 
@@ -99,9 +101,11 @@ def run_bench(plan: BenchPlan, progress: bool = True) -> tuple[list[RunRecord], 
     """Every (model, precision) in its own process; then grades and the report. Returns records, grades, files."""
     from tqdm.auto import tqdm
 
-    from .grading import grade
+    from .grading import grade, load_rubric
     from .report import write_report
 
+    if plan.rubric and not Path(plan.rubric).is_file():
+        raise BadInputError(f"rubric file {plan.rubric} does not exist (see docs/grading.md for its format)")
     for task in plan.tasks:
         if task not in ("drift", "speed"):
             task_data(task, None, plan.data_root)  # fail early on missing data, before any model loads
@@ -114,12 +118,16 @@ def run_bench(plan: BenchPlan, progress: bool = True) -> tuple[list[RunRecord], 
         records += got
         if error:
             plan.failures.append(f"{model} {precision}: {error}")
-    grades = grade(records)
+    rubric = load_rubric(Path(plan.rubric)) if plan.rubric else None
+    grades = grade(records, rubric, plan.overrides or None)
     files = write_report(records, Path(plan.out), grades=grades)
     return records, grades, files
 
 
 def _run_worker(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunRecord], str | None]:
+    if precision == "int8":  # export once in a process of its own, so the measured run's peak RSS excludes it
+        subprocess.run([sys.executable, "-c", "import sys, xlembed; xlembed.load(sys.argv[1], precision='int8')", model],
+                       capture_output=True, text=True)
     job = {"plan": asdict(plan), "model": model, "precision": precision}
     proc = subprocess.run([sys.executable, "-m", "xlembed.eval.bench"], input=json.dumps(job),
                           capture_output=True, text=True)

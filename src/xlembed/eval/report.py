@@ -79,7 +79,17 @@ def _summary(records: list[RunRecord], grades: dict) -> tuple[list[str], list[li
             accs = [cell[c] for c in tatoeba_cols if c in cell]
             if accs:
                 cell[("tatoeba", "mean", "")] = sum(accs) / len(accs)
-    header = ["model", "precision", *("tatoeba mean" if c == ("tatoeba", "mean", "") else _header(c, records) for c in cols)]
+    gap_cols = [c for c in cols if c[0] == "alignment_gap"]
+    if gap_cols:  # one column: the mean gap over languages (per language in results.json)
+        at = cols.index(gap_cols[0])
+        cols = [c for c in cols if c[0] != "alignment_gap"]
+        cols.insert(at, ("alignment_gap", "mean", ""))
+        for cell in table.values():
+            gaps = [cell[c] for c in gap_cols if c in cell]
+            if gaps:
+                cell[("alignment_gap", "mean", "")] = sum(gaps) / len(gaps)
+    means = {("tatoeba", "mean", ""): "tatoeba mean", ("alignment_gap", "mean", ""): "gap mean (cos)"}
+    header = ["model", "precision", *(means.get(c) or _header(c, records) for c in cols)]
     header += ["latency 2 sent (ms)", "sent/s b32", "peak RSS (MB)", "params (M)", "grade"]
     rows = []
     for (model, precision), cell in table.items():

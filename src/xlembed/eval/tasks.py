@@ -105,6 +105,12 @@ def _top1(a: np.ndarray, b: np.ndarray, margin: bool, k: int) -> tuple[np.ndarra
 # ---------------------------------------------------------------- Tatoeba
 
 
+def _embed_tatoeba(encoder: Encoder, folder, lang: str, limit, prompt, cache):
+    """The aligned (xx, eng) sentences of one Tatoeba language and their embeddings."""
+    xx, en = read_tatoeba(folder, lang, limit)
+    return xx, en, _embed(encoder, xx, prompt, cache), _embed(encoder, en, prompt, cache)
+
+
 def tatoeba(
     encoder: Encoder,
     folder,
@@ -125,9 +131,7 @@ def tatoeba(
     prefix = encoder.resolve_prompt(prompt)
     results = []
     for lang in _langs(folder, langs):
-        xx, en = read_tatoeba(folder, lang, limit)
-        a = _embed(encoder, xx, prompt, cache)
-        b = _embed(encoder, en, prompt, cache)
+        xx, en, a, b = _embed_tatoeba(encoder, folder, lang, limit, prompt, cache)
         fwd, bwd = _top1(a, b, margin, k)
         gold = np.arange(len(xx))
         acc_fwd = 100 * float((fwd == gold).mean())
@@ -339,9 +343,7 @@ def alignment_gap(
     prefix = encoder.resolve_prompt(prompt)
     results = []
     for lang in _langs(folder, langs):
-        xx, en = read_tatoeba(folder, lang, limit)
-        a = _embed(encoder, xx, prompt, cache)
-        b = _embed(encoder, en, prompt, cache)
+        xx, en, a, b = _embed_tatoeba(encoder, folder, lang, limit, prompt, cache)
         perm = derangement(len(xx), np.random.default_rng(seed))
         pos = float(_row_cosine(a, b).mean())
         neg = float(_row_cosine(a, b[perm]).mean())
