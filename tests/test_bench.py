@@ -133,3 +133,16 @@ def test_bench_thresholds_are_adjustable_from_the_command_line(tmp_path, data_ro
     assert grade(tmp_path / "b") == "C"
     bad = CliRunner().invoke(app, base + ["--out", str(tmp_path / "c"), "--threshold", "S.tatoeba_accuracy"])
     assert bad.exit_code == 2 and "LEVEL.criterion=VALUE" in bad.stderr
+
+
+def test_report_says_which_prompt_was_applied(tmp_path, data_root, e5_dir):
+    out = tmp_path / "report"
+    result = CliRunner().invoke(app, ["bench", "--models", str(e5_dir), "--tasks", "tatoeba",
+                                      "--data-root", str(data_root), "--out", str(out)])
+    assert result.exit_code == 0, result.stderr
+    assert "multilingual-e5-small fp32: 'query: '" in (out / "results.md").read_text(encoding="utf-8")
+    assert "query: " in (out / "index.html").read_text(encoding="utf-8")
+    bare = CliRunner().invoke(app, ["bench", "--models", str(e5_dir), "--tasks", "tatoeba", "--prompt", "",
+                                    "--data-root", str(data_root), "--out", str(tmp_path / "bare")])
+    assert bare.exit_code == 0
+    assert "multilingual-e5-small fp32: none" in (tmp_path / "bare" / "results.md").read_text(encoding="utf-8")

@@ -144,12 +144,23 @@ def _md_cell(text: str) -> str:
     return str(text).replace("|", "\\|").replace("\n", " ")
 
 
+def prompts_line(records: list[RunRecord]) -> str:
+    """Which prefix each model+precision's tasks applied (on both sides), e.g. "multilingual-e5-small fp32: 'query: '"."""
+    used: dict[tuple[str, str], set] = {}
+    for r in records:
+        if r.result.prompt is not None:
+            used.setdefault((r.model, r.precision), set()).add(r.result.prompt)
+    parts = [f"{m} {p}: " + ", ".join(repr(x) if x else "none" for x in sorted(v)) for (m, p), v in used.items()]
+    return "Prompt applied on both sides: " + ("; ".join(parts) if parts else "none recorded") + "."
+
+
 def _markdown(records, grades, title) -> str:
     header, rows = _summary(records, grades)
     out = [f"# {title}", "", "## Results", ""]
     out.append("| " + " | ".join(_md_cell(h) for h in header) + " |")
     out.append("|" + " --- |" * len(header))
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
+    out += ["", prompts_line(records)]
     out += ["", "## Grades", "", "| model | precision | grade | reasons |", "| --- | --- | --- | --- |"]
     for (model, precision), g in grades.items():
         out.append(f"| {_md_cell(model)} | {_md_cell(precision)} | {g.grade} | {_md_cell('; '.join(g.reasons))} |")
@@ -410,6 +421,7 @@ def _html(records, grades, title) -> str:
 <h2>Results</h2>
 <p class="meta">Main score per task and language (Tatoeba accuracy %, STS Spearman x100, drift mean cosine to FP32), speed, memory and grade.</p>
 <div class="figure">{_html_table(header, rows, table_id="results")}</div>
+<p class="meta" id="prompts">{escape(prompts_line(records))}</p>
 <h2>Quality vs speed</h2>
 <div class="figure" id="plot-quality-speed">{_svg_quality_speed(grades, series)}</div>
 <h2>Tatoeba accuracy per language</h2>
