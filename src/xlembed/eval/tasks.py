@@ -105,6 +105,14 @@ def _top1(a: np.ndarray, b: np.ndarray, margin: bool, k: int) -> tuple[np.ndarra
 # ---------------------------------------------------------------- Tatoeba
 
 
+def top1_accuracies(fwd: np.ndarray, bwd: np.ndarray) -> dict[str, float]:
+    """Percent of aligned pairs found at rank 1 each way (row i should find row i), and their mean."""
+    gold = np.arange(len(fwd))
+    acc_fwd = 100 * float((fwd == gold).mean())
+    acc_bwd = 100 * float((bwd == gold).mean())
+    return {"accuracy": (acc_fwd + acc_bwd) / 2, "accuracy_xx_eng": acc_fwd, "accuracy_eng_xx": acc_bwd}
+
+
 def _embed_tatoeba(encoder: Encoder, folder, lang: str, limit, prompt, cache):
     """The aligned (xx, eng) sentences of one Tatoeba language and their embeddings."""
     xx, en = read_tatoeba(folder, lang, limit)
@@ -134,8 +142,6 @@ def tatoeba(
         xx, en, a, b = _embed_tatoeba(encoder, folder, lang, limit, prompt, cache)
         fwd, bwd = _top1(a, b, margin, k)
         gold = np.arange(len(xx))
-        acc_fwd = 100 * float((fwd == gold).mean())
-        acc_bwd = 100 * float((bwd == gold).mean())
         precision, recall, f1 = weighted_prf(gold, fwd)
         results.append(
             TaskResult(
@@ -143,9 +149,7 @@ def tatoeba(
                 dataset="tatoeba",
                 language=lang,
                 scores={
-                    "accuracy": (acc_fwd + acc_bwd) / 2,
-                    "accuracy_xx_eng": acc_fwd,
-                    "accuracy_eng_xx": acc_bwd,
+                    **top1_accuracies(fwd, bwd),
                     "f1": 100 * f1,
                     "precision": 100 * precision,
                     "recall": 100 * recall,

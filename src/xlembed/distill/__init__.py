@@ -1,0 +1,1 @@
+"""Multilingual knowledge distillation: parallel data, teacher cache, student training."""
