@@ -55,6 +55,12 @@ class ModelInfo:
     token_level: bool = True  # can return token vectors
     notes: list[str] = field(default_factory=list)
 
+    def __post_init__(self) -> None:
+        # empty prompts mean "no prompt"; a default that names no prompt is no default
+        self.prompts = {k: v for k, v in self.prompts.items() if v}
+        if self.default_prompt_name not in self.prompts:
+            self.default_prompt_name = None
+
 
 class Encoder(ABC):
     """One interface for every backend and precision.

@@ -440,10 +440,7 @@ class OnnxEncoder(Encoder):
         session = _make_session(folder / present[precision], device)
         tokenizer = _load_tokenizer(folder)
 
-        merged_prompts = {k: v for k, v in (manifest.prompts if prompts is None else prompts).items() if v}
         default = manifest.default_prompt_name if default_prompt_name is None else (default_prompt_name or None)
-        if default is not None and default not in merged_prompts:
-            default = None
         notes = []
         if requested.startswith("cuda") and provider == "CPUExecutionProvider":
             notes.append(f"device {requested!r} asked for, but onnxruntime has no CUDAExecutionProvider: running on CPU")
@@ -455,7 +452,7 @@ class OnnxEncoder(Encoder):
             backend="onnx",
             precision=precision,
             device=device,
-            prompts=merged_prompts,
+            prompts=dict(manifest.prompts if prompts is None else prompts),
             default_prompt_name=default,
             pooling=manifest.pooling,
             normalized_output=bool(manifest.normalized_output),

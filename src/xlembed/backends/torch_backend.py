@@ -100,10 +100,6 @@ class TorchEncoder(Encoder):
                 warnings.warn(notice, XlembedWarning, stacklevel=4)
         if prompts is not None:
             model.prompts = dict(prompts)
-        merged_prompts = {k: v for k, v in (model.prompts or {}).items() if v}
-        default = default_prompt_name
-        if default is not None and default not in merged_prompts:
-            default = None
         info = ModelInfo(
             name=name,
             source=str(folder),
@@ -112,8 +108,8 @@ class TorchEncoder(Encoder):
             backend="torch",
             precision=precision,
             device=device,
-            prompts=merged_prompts,
-            default_prompt_name=default,
+            prompts=dict(model.prompts or {}),
+            default_prompt_name=default_prompt_name,
             pooling=pooling_of(model),
             normalized_output=any(type(m).__name__ == "Normalize" for m in model),
             notes=notes,
