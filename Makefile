@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.xlembed-installed
 
-.PHONY: demo test venv bench bench-eval clean
+.PHONY: demo test venv bench bench-eval bench-distill clean
 
 venv: $(STAMP)
 
@@ -29,6 +29,12 @@ bench: $(STAMP)
 bench-eval: $(STAMP)
 	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/eval_bench.py --models-dir .cache/models
+
+# about an hour on 2 cores; needs the [bench] extra (datasets, accelerate) for the sentence-transformers baseline
+bench-distill: $(STAMP)
+	$(PY) -m pip install --quiet -e ".[bench]"
+	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
+	HF_HUB_OFFLINE=1 $(PY) benchmarks/distill_minilm_multilingual.py --models-dir .cache/models
 
 clean:
 	rm -rf $(VENV) .pytest_cache .cache

@@ -277,6 +277,77 @@ def bench(
         raise typer.Exit(1)
 
 
+@app.command()
+@handle_errors
+def distill(
+    teacher: Optional[str] = typer.Option(None, "--teacher", help="The teacher model (default: the default model)."),
+    student: str = typer.Option(..., "--student", help="A transformer model (name, folder, hub id), or 'static'."),
+    train: list[str] = typer.Option(..., "--train", help="Parallel TSV files or globs (English TAB other; {a,b} lists allowed; repeatable)."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the student into (loads with xlembed.load)."),
+    lang: Optional[str] = typer.Option(None, "--lang", help="Language of files whose name has no .en-XX. part."),
+    max_pairs_per_lang: Optional[int] = typer.Option(None, "--max-pairs-per-lang", help="Keep at most N pairs per language (seeded)."),
+    dev_size: float = typer.Option(1000, "--dev-size", help="Pairs held out for dev evaluation (a count, or a fraction < 1)."),
+    min_chars: int = typer.Option(1, "--min-chars", help="Drop pairs with a side shorter than this."),
+    max_chars: int = typer.Option(1000, "--max-chars", help="Drop pairs with a side longer than this."),
+    skip_malformed: bool = typer.Option(False, "--skip-malformed", help="Skip malformed lines (counted) instead of stopping."),
+    epochs: Optional[int] = typer.Option(None, "--epochs", help="Passes over the training pairs (transformer default 1)."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", help="Stop after N optimizer steps."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per step (transformer default 64)."),
+    lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (transformer default 5e-5)."),
+    head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the projection into the teacher's space (default 1e-4)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Student tokens per sentence (default 128)."),
+    freeze_embeddings: bool = typer.Option(False, "--freeze-embeddings", help="Keep the word-embedding table fixed (faster; keeps untrained languages)."),
+    eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between dev evaluations (default 200)."),
+    patience: Optional[int] = typer.Option(None, "--patience", help="Dev evaluations without improvement before stopping (default 4)."),
+    checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between periodic checkpoints (default 100)."),
+    warm_start: str = typer.Option("auto", "--warm-start", help="auto, on or off: fit a linear map into the teacher's space first."),
+    fp16: bool = typer.Option(False, "--fp16", help="fp16 autocast (CUDA only)."),
+    device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of shuffles, the dev split and initialisation."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint (same command otherwise)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    tatoeba: Optional[Path] = typer.Option(None, "--tatoeba", help="Tatoeba folder: measure the trained languages at the end (default: tatoeba/ under $XLEMBED_DATA or ../shared/data, when present)."),
+    tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Static student: the model whose tokenizer.json gives the vocabulary."),
+    dim: Optional[int] = typer.Option(None, "--dim", help="Static student: vector size (default: the teacher's)."),
+    storage: Optional[str] = typer.Option(None, "--storage", help="Static student: fp32, fp16 or int8 vectors on disk."),
+) -> None:
+    """Distil a teacher into a multilingual student with parallel sentences (see README: Distillation)."""
+    import shlex
+
+    from .backends.torch_backend import resolve_device
+    from .distill.run import distill as run_distill
+    from .distill.train import TrainConfig
+
+    given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
+             "max_length": max_length, "eval_every": eval_every, "patience": patience,
+             "checkpoint_every": checkpoint_every}
+    given = {k: v for k, v in given.items() if v is not None}
+    if student == "static":
+        static_options = {k: v for k, v in {"dim": dim, "storage": storage, "epochs": epochs,
+                                             "batch_size": batch_size, "lr": lr}.items() if v is not None}
+        config = TrainConfig(seed=seed)
+    else:
+        static_options = None
+        config = TrainConfig(**given, freeze_embeddings=freeze_embeddings, warm_start=warm_start, fp16=fp16,
+                             seed=seed, device=resolve_device(device))
+    if tatoeba is None:
+        from .eval.bench import default_data_root
+
+        root = default_data_root()
+        tatoeba = root / "tatoeba" if root is not None and (root / "tatoeba").is_dir() else None
+    summary = run_distill(
+        teacher=teacher, student=student, train=train, out=out, lang=lang, dev_size=dev_size,
+        max_pairs_per_lang=max_pairs_per_lang, min_chars=min_chars, max_chars=max_chars,
+        skip_malformed=skip_malformed, config=config, resume=resume, overwrite=overwrite, tatoeba_dir=tatoeba,
+        tokenizer=tokenizer, static_options=static_options, progress=sys.stderr.isatty(),
+        command=shlex.join(["xlembed", *sys.argv[1:]]),
+    )
+    rows = summary.get("tatoeba") or []
+    if rows:
+        typer.echo(format_table(rows))
+    typer.echo(f"wrote {summary['kind']} student to {out} (model card: {out / 'README.md'})")
+
+
 def _parse_thresholds(items: list[str]) -> dict[str, float | None]:
     """'S.tatoeba_accuracy=92' -> {'S.tatoeba_accuracy': 92.0}; 'B.throughput=none' removes a criterion."""
     out: dict[str, float | None] = {}

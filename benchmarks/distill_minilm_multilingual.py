@@ -1,0 +1,267 @@
+#!/usr/bin/env python
+"""Make an English model multilingual: distil all-MiniLM-L6-v2 (teacher) into multilingual-e5-small
+(student) on de/ja/zh/fr parallel sentences, and measure before/after; then compare training
+throughput with sentence-transformers' own MSELoss training on the same data.
+
+    make bench-distill   # = python benchmarks/distill_minilm_multilingual.py
+    python benchmarks/distill_minilm_multilingual.py --pairs-per-lang 4000 [--throughput-pairs 1000]
+
+Figures (Tatoeba top-1 both directions averaged, full 1000 pairs; STS17 Spearman x100):
+- teacher and untrained student: their own Tatoeba and STS17 en-en;
+- warm start alone (the ridge map the training starts from): cross-model Tatoeba, student(xx) -> teacher(eng);
+- distilled student: cross-model Tatoeba, its own Tatoeba, STS17 en-en; the dev split figures;
+- throughput: sentences/s per epoch after the first, xlembed vs sentence-transformers' trainer with
+  MSELoss (same student with the same warm-start head, same pairs, batch size, max length, frozen
+  word embeddings, teacher labels computed once before training), and the ratio.
+Results go to benchmarks/results/distill/ as JSON and Markdown with the command and machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "benchmarks"))
+
+from encode_speed import machine_info, versions  # noqa: E402
+
+import xlembed  # noqa: E402
+from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
+from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
+from xlembed.distill.run import TATOEBA_CODES, distill  # noqa: E402
+from xlembed.distill.teacher_cache import TeacherCache  # noqa: E402
+from xlembed.distill.train import TrainConfig, fit_head, train_student, warm_start_sentences  # noqa: E402
+from xlembed.eval.cache import EmbeddingCache  # noqa: E402
+from xlembed.eval.tasks import sts, tatoeba  # noqa: E402
+
+GOALS = {"deu": 85.0, "fra": 85.0, "cmn": 85.0, "jpn": 75.0}
+STS_GOAL_SHARE = 0.97
+
+
+def parse_args(argv=None):
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--models-dir", default=str(REPO / ".cache" / "models"))
+    p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
+    p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "distill"))
+    p.add_argument("--langs", default="de,ja,zh,fr")
+    p.add_argument("--pairs-per-lang", type=int, default=4000)
+    p.add_argument("--dev-size", type=int, default=1000)
+    p.add_argument("--epochs", type=int, default=1)
+    p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
+    p.add_argument("--max-length", type=int, default=64)
+    p.add_argument("--eval-every", type=int, default=100)
+    p.add_argument("--train-embeddings", action="store_true", help="train the word-embedding table too (slower)")
+    p.add_argument("--throughput-pairs", type=int, default=800, help="pairs of the speed comparison (0: skip it)")
+    p.add_argument("--tatoeba-limit", type=int, default=None)
+    return p.parse_args(argv)
+
+
+def own_tatoeba(encoder, folder, langs, limit) -> dict:
+    return {r.language: round(r.scores["accuracy"], 2) for r in tatoeba(encoder, folder, langs, limit=limit, cache=EmbeddingCache())}
+
+
+def sts_en_en(encoder, folder) -> float:
+    return round(sts(encoder, Path(folder) / "STS17.en-en.tsv")[0].scores["spearman"], 2)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    models, data = Path(args.models_dir), Path(args.data_root)
+    teacher_dir, student_dir = models / "all-MiniLM-L6-v2", models / "multilingual-e5-small"
+    if not (teacher_dir / "model.safetensors").is_file() or not (student_dir / "model.safetensors").is_file():
+        print(f"models missing in {models}: run ../shared/tools/fetch-models {models}", file=sys.stderr)
+        return 2
+    if not (data / "parallel").is_dir():
+        print(f"data missing: {data}/parallel (keep ../shared beside the repo)", file=sys.stderr)
+        return 2
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    codes = [c.strip() for c in args.langs.split(",") if c.strip()]
+    t_langs = [TATOEBA_CODES[c] for c in codes if c in TATOEBA_CODES]
+    train_glob = str(data / "parallel" / "*" / f"*.en-{{{','.join(codes)}}}.tsv")
+    command = shlex.join(["python", "benchmarks/distill_minilm_multilingual.py", *sys.argv[1:]])
+    cache_root = REPO / ".cache" / "teacher"
+    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+                         max_length=args.max_length, eval_every=args.eval_every,
+                         freeze_embeddings=not args.train_embeddings, checkpoint_every=200)
+    report = {"command": command, "machine": machine_info(), "versions": versions(),
+              "settings": {**vars(args), "train": train_glob, "config": config.__dict__}}
+    started = time.perf_counter()
+
+    teacher = xlembed.load(str(teacher_dir))
+    student = xlembed.load(str(student_dir))
+    tato = data / "tatoeba"
+    print("before: teacher and untrained student", file=sys.stderr)
+    report["before"] = {
+        "teacher_tatoeba": own_tatoeba(teacher, tato, t_langs, args.tatoeba_limit),
+        "student_tatoeba": own_tatoeba(student, tato, t_langs, args.tatoeba_limit),
+        "teacher_sts17_en_en": sts_en_en(teacher, data / "sts17"),
+        "student_sts17_en_en": sts_en_en(student, data / "sts17"),
+    }
+
+    print("distilling", file=sys.stderr)
+    model_dir = out / "model"
+    summary = distill(teacher=str(teacher_dir), student=str(student_dir), train=[train_glob], out=model_dir,
+                      dev_size=args.dev_size, max_pairs_per_lang=args.pairs_per_lang, config=config,
+                      overwrite=True, tatoeba_dir=tato, tatoeba_limit=args.tatoeba_limit, cache_root=cache_root,
+                      progress=sys.stderr.isatty(), command=command)
+    report["distill"] = {k: summary[k] for k in ("data", "training", "dev_evals", "tatoeba", "seconds")}
+
+    # the warm start alone: the same map the training started from (same sentences, same teacher cache)
+    pairs = read_parallel([train_glob], max_pairs_per_lang=args.pairs_per_lang, seed=config.seed)
+    train_pairs, _ = split_dev(pairs, args.dev_size, seed=config.seed)
+    fit_en = warm_start_sentences(train_pairs, config)
+    cache = TeacherCache(cache_root, teacher)
+    head = fit_head(student, cache.get(fit_en), fit_en, student.resolve_prompt(None), config.warm_start_alpha)
+    warm = cross_model_tatoeba(student, teacher, tato, t_langs, args.tatoeba_limit, mapping=head)
+    report["warm_start_cross_tatoeba"] = {r.language: round(r.scores["accuracy"], 2) for r in warm}
+
+    trained = xlembed.load(str(model_dir))
+    report["after"] = {
+        "cross_tatoeba": {r["language"]: r["tatoeba_cross_to_teacher"] for r in summary["tatoeba"]},
+        "student_tatoeba": {r["language"]: r["tatoeba_own"] for r in summary["tatoeba"]},
+        "student_sts17_en_en": sts_en_en(trained, data / "sts17"),
+    }
+    if args.throughput_pairs:
+        print("throughput: xlembed vs sentence-transformers MSELoss", file=sys.stderr)
+        report["throughput"] = throughput(teacher, student, train_pairs[: args.throughput_pairs], config, cache_root)
+    report["goals"] = goals(report)
+    report["seconds"] = round(time.perf_counter() - started, 1)
+    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(markdown(report), encoding="utf-8")
+    print(markdown(report))
+    return 0
+
+
+def throughput(teacher, student, pairs, config: TrainConfig, cache_root: Path) -> dict:
+    """Two epochs each on the same pairs; the second epoch's sentences/s is compared (the first pays set-up)."""
+    import dataclasses
+    import tempfile
+
+    cfg = dataclasses.replace(config, epochs=2, eval_every=0, checkpoint_every=0, patience=None, max_steps=None)
+    with tempfile.TemporaryDirectory() as work:
+        _, result = train_student(student, teacher, pairs, [], Path(work) / "x", cfg, cache_root=cache_root, progress=False)
+    n_sentences = 2 * len(pairs)
+    ours = [round(n_sentences / s, 2) for s in result.epoch_seconds]
+    theirs = st_mse_epochs(teacher, student, pairs, cfg, cache_root)
+    return {
+        "pairs": len(pairs), "sentences_per_epoch": n_sentences, "batch_size": cfg.batch_size,
+        "max_length": cfg.max_length, "frozen_word_embeddings": cfg.freeze_embeddings,
+        "xlembed_sentences_per_s": ours, "st_sentences_per_s": theirs,
+        "ratio_epoch2": round(ours[-1] / theirs[-1], 2),
+    }
+
+
+def st_mse_epochs(teacher, student, pairs, cfg: TrainConfig, cache_root: Path) -> list[float]:
+    """sentence-transformers' trainer + MSELoss, the documented multilingual distillation recipe."""
+    import tempfile
+
+    import torch
+    from datasets import Dataset
+    from sentence_transformers import SentenceTransformerTrainer, SentenceTransformerTrainingArguments, losses
+    from transformers import TrainerCallback
+
+    from xlembed.distill.train import build_student
+
+    prefix = student.resolve_prompt(None)
+    cache = TeacherCache(cache_root, teacher)
+    labels = cache.get([p.en for p in pairs])
+    fit_en = sorted({p.en for p in pairs})[: cfg.warm_start_sentences]
+    head = fit_head(student, cache.get(fit_en), fit_en, prefix, cfg.warm_start_alpha)
+    model = build_student(student, head, normalize=True)
+    model.max_seq_length = cfg.max_length
+    if cfg.freeze_embeddings:
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+    dataset = Dataset.from_dict({"english": [prefix + p.en for p in pairs], "non_english": [prefix + p.other for p in pairs],
+                                 "label": [row.tolist() for row in labels]})
+    times: list[float] = []
+
+    class EpochTimer(TrainerCallback):
+        def on_epoch_begin(self, *a, **k):
+            self.t0 = time.perf_counter()
+
+        def on_epoch_end(self, *a, **k):
+            times.append(time.perf_counter() - self.t0)
+
+    with tempfile.TemporaryDirectory() as work:
+        arguments = SentenceTransformerTrainingArguments(
+            output_dir=work, num_train_epochs=2, per_device_train_batch_size=cfg.batch_size // 2,
+            learning_rate=cfg.lr, warmup_ratio=cfg.warmup, weight_decay=cfg.weight_decay,
+            max_grad_norm=cfg.max_grad_norm, save_strategy="no", report_to="none", logging_steps=10_000,
+            seed=cfg.seed, use_cpu=True, dataloader_num_workers=0, disable_tqdm=True,
+        )
+        trainer = SentenceTransformerTrainer(model=model, args=arguments, train_dataset=dataset,
+                                             loss=losses.MSELoss(model), callbacks=[EpochTimer()])
+        torch.manual_seed(cfg.seed)
+        trainer.train()
+    return [round(2 * len(pairs) / s, 2) for s in times]
+
+
+def goals(report: dict) -> list[dict]:
+    out = []
+    cross = report["after"]["cross_tatoeba"]
+    for lang, target in GOALS.items():
+        if lang in cross:
+            out.append({"goal": f"cross-model Tatoeba {lang} >= {target}", "value": cross[lang], "met": cross[lang] >= target})
+    before, after = report["before"]["student_tatoeba"], report["after"]["student_tatoeba"]
+    for lang in after:
+        out.append({"goal": f"own Tatoeba {lang} within 2 points of the untrained student ({before[lang]})",
+                    "value": after[lang], "met": after[lang] >= before[lang] - 2})
+    target = round(STS_GOAL_SHARE * report["before"]["teacher_sts17_en_en"], 2)
+    value = report["after"]["student_sts17_en_en"]
+    out.append({"goal": f"STS17 en-en >= 97% of the teacher ({target})", "value": value, "met": value >= target})
+    if "throughput" in report:
+        ratio = report["throughput"]["ratio_epoch2"]
+        out.append({"goal": "training throughput >= 1.5x sentence-transformers (epoch 2)", "value": ratio, "met": ratio >= 1.5})
+    return out
+
+
+def markdown(rep: dict) -> str:
+    b, a, w = rep["before"], rep["after"], rep["warm_start_cross_tatoeba"]
+    d = rep["distill"]
+    tr = d["training"]
+    langs = list(a["cross_tatoeba"])
+    lines = [
+        "### Distillation: all-MiniLM-L6-v2 (English teacher) -> multilingual-e5-small",
+        "",
+        f"Data: {d['data']['train_pairs']} training / {d['data']['dev_pairs']} dev pairs "
+        f"({', '.join(f'{k}={v}' for k, v in d['data']['pairs_per_language'].items())}); "
+        f"{tr['steps']} steps ({tr['epochs_done']} epochs, stopped: {tr['stopped']}), training {tr['seconds']} s "
+        f"({tr['sentences_per_second']} sentences/s); whole benchmark {rep['seconds']} s.",
+        "",
+        "Tatoeba top-1 (%, both directions averaged):",
+        "",
+        "| language | teacher own | student own, untrained | warm start cross | distilled cross | distilled own |",
+        "| --- | --- | --- | --- | --- | --- |",
+    ]
+    for lang in langs:
+        lines.append(f"| {lang} | {b['teacher_tatoeba'].get(lang)} | {b['student_tatoeba'].get(lang)} | {w.get(lang)} "
+                     f"| {a['cross_tatoeba'][lang]} | {a['student_tatoeba'][lang]} |")
+    lines += ["", f"STS17 en-en Spearman: teacher {b['teacher_sts17_en_en']}, untrained student {b['student_sts17_en_en']}, "
+                  f"distilled {a['student_sts17_en_en']}.", ""]
+    ws, best = tr.get("warm_start") or {}, tr.get("best") or {}
+    if ws:
+        lines += [f"Dev split: MSE {ws['dev_mse']:.5f} -> {best['dev_mse']:.5f}; student(xx) finds teacher(en) "
+                  f"{ws['dev_xx_to_teacher_en']:.1f} -> {best['dev_xx_to_teacher_en']:.1f} % (warm start -> kept weights, step {best['step']}).", ""]
+    if "throughput" in rep:
+        t = rep["throughput"]
+        lines += [f"Training throughput ({t['pairs']} pairs, 2 epochs, batch {t['batch_size']}, max length {t['max_length']}, "
+                  f"word embeddings {'frozen' if t['frozen_word_embeddings'] else 'trained'}): xlembed {t['xlembed_sentences_per_s']} "
+                  f"sentences/s per epoch, sentence-transformers MSELoss {t['st_sentences_per_s']}; epoch 2 ratio {t['ratio_epoch2']}x.", ""]
+    lines += ["Goals:", ""] + [f"- {g['goal']}: {'met' if g['met'] else 'NOT met'} ({g['value']})" for g in rep["goals"]]
+    m = rep["machine"]
+    lines += ["", f"Command: `{rep['command']}`; machine: {m.get('cpu', '')} ({m.get('cores', '')} cores)."]
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    sys.exit(main())

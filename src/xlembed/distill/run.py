@@ -1,0 +1,214 @@
+"""``distill()``: the whole job behind ``xlembed distill`` — read the data, train, evaluate, write the folder.
+
+Transformer students are trained by ``train.train_student``; ``student='static'`` builds a static
+student with ``static.distill_static``. Either way the output folder loads with ``xlembed.load()``
+and carries a model card (README.md) with the teacher, data, steps and the figures measured at the end.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import shutil
+import time
+from pathlib import Path
+from typing import Sequence
+
+from ..encoder import Encoder
+from ..errors import BadInputError
+from ..manifest import Manifest, write_text_atomic
+from ..paths import atomic_folder, cache_dir
+from .card import write_model_card
+from .data import read_parallel, split_dev
+from .train import TrainConfig, train_student
+
+# ISO 639-1 codes of the parallel files -> the LASER Tatoeba file codes
+TATOEBA_CODES = {
+    "ar": "ara", "cs": "ces", "de": "deu", "es": "spa", "fr": "fra", "hi": "hin", "it": "ita", "ja": "jpn",
+    "ko": "kor", "nl": "nld", "pl": "pol", "pt": "por", "ru": "rus", "tr": "tur", "vi": "vie", "zh": "cmn",
+}
+LOG_NAME = "train_log.jsonl"
+SUMMARY_NAME = "distill_results.json"
+
+
+def tatoeba_langs(trained: Sequence[str], folder: Path) -> list[str]:
+    """The Tatoeba languages (3-letter) among the trained ones that ``folder`` holds."""
+    have = {p.name.split(".")[1].split("-")[0] for p in Path(folder).glob("tatoeba.*-eng.eng")}
+    codes = [TATOEBA_CODES.get(code, code) for code in trained]
+    return sorted(c for c in set(codes) if c in have)
+
+
+def final_figures(student: Encoder, teacher: Encoder, tatoeba_dir: Path | None, langs: Sequence[str],
+                  limit: int | None = None) -> list[dict]:
+    """Per Tatoeba language: the student's own accuracy and student(xx) -> teacher(eng) (cross-model)."""
+    if tatoeba_dir is None or not langs:
+        return []
+    from ..eval.cache import EmbeddingCache
+    from ..eval.tasks import tatoeba
+    from .cross_eval import cross_model_tatoeba
+
+    cache = EmbeddingCache()
+    own = {r.language: r.scores["accuracy"] for r in tatoeba(student, tatoeba_dir, langs, limit=limit, cache=cache)}
+    rows = []
+    cross = {}
+    if student.dim == teacher.dim:
+        cross = {r.language: r.scores["accuracy"] for r in cross_model_tatoeba(student, teacher, tatoeba_dir, langs, limit, cache=cache)}
+    for lang in langs:
+        row = {"language": lang, "tatoeba_own": round(own[lang], 2)}
+        if lang in cross:
+            row["tatoeba_cross_to_teacher"] = round(cross[lang], 2)
+        rows.append(row)
+    return rows
+
+
+def distill(
+    *,
+    teacher: str | None,
+    student: str,
+    train: Sequence[str] | str,
+    out: Path | str,
+    lang: str | None = None,
+    dev_size: int | float = 1000,
+    max_pairs_per_lang: int | None = None,
+    min_chars: int = 1,
+    max_chars: int = 1000,
+    skip_malformed: bool = False,
+    config: TrainConfig | None = None,
+    resume: bool = False,
+    overwrite: bool = False,
+    tatoeba_dir: Path | str | None = None,
+    tatoeba_limit: int | None = None,
+    tokenizer: str | None = None,
+    static_options: dict | None = None,
+    cache_root: Path | str | None = None,
+    progress: bool | None = None,
+    command: str | None = None,
+) -> dict:
+    """Distil ``teacher`` into ``student`` (a transformer name/folder, or 'static'); returns the run summary."""
+    from .. import load
+
+    config = config or TrainConfig()
+    config.check()
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
+        raise BadInputError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
+    cache_root = Path(cache_root) if cache_root else cache_dir() / "teacher"
+    started = time.perf_counter()
+
+    pairs = read_parallel(train, lang=lang, min_chars=min_chars, max_chars=max_chars,
+                          max_pairs_per_lang=max_pairs_per_lang, seed=config.seed, skip_malformed=skip_malformed)
+    if not pairs:
+        raise BadInputError(f"no pairs were read from {train!r}: {pairs.stats.summary()}")
+    train_pairs, dev_pairs = split_dev(pairs, dev_size, seed=config.seed)
+    languages = dict(sorted(pairs.stats.per_lang.items()))
+    teacher_enc = load(teacher)
+    data_facts = {
+        "files": pairs.stats.files,
+        "pairs_per_language": languages,
+        "train_pairs": len(train_pairs),
+        "dev_pairs": len(dev_pairs),
+        "read": pairs.stats.summary(),
+    }
+    if tatoeba_dir is not None and not Path(tatoeba_dir).is_dir():
+        raise BadInputError(f"Tatoeba folder not found: {tatoeba_dir}; pass the folder with tatoeba.*-eng.* files")
+    t_langs = tatoeba_langs(list(languages), Path(tatoeba_dir)) if tatoeba_dir else []
+
+    if student == "static":
+        return _distill_static(teacher_enc, train_pairs, dev_pairs, out, tokenizer, static_options or {},
+                               cache_root, progress, overwrite, data_facts, tatoeba_dir, t_langs, tatoeba_limit,
+                               command, started, config.seed)
+
+    student_enc = load(student, precision="fp32", device=config.device)
+    work_dir = out.with_name(f"{out.name}.training")
+    work_dir.mkdir(parents=True, exist_ok=True)
+    log_path = work_dir / LOG_NAME
+
+    def log(event: dict) -> None:
+        event = {"time": round(time.time(), 3), **event}
+        with open(log_path, "a", encoding="utf-8") as f:
+            f.write(json.dumps(event, ensure_ascii=False) + "\n")
+
+    log({"event": "start", "teacher": teacher_enc.name, "student": student_enc.name, "resume": resume,
+         "config": dataclasses.asdict(config), **{k: v for k, v in data_facts.items() if k != "files"}})
+    model, result = train_student(student_enc, teacher_enc, train_pairs, dev_pairs, work_dir, config,
+                                  cache_root=cache_root, resume=resume, progress=progress, log=log)
+
+    from ..backends.torch_backend import TorchEncoder
+
+    info = dataclasses.replace(
+        student_enc.info, name=out.name, source=str(out), dim=teacher_enc.dim,
+        normalized_output=bool(teacher_enc.info.normalized_output), notes=[],
+    )
+    trained = TorchEncoder(model, info)
+    figures = final_figures(trained, teacher_enc, tatoeba_dir, t_langs, tatoeba_limit)
+    summary = {
+        "kind": "transformer",
+        "teacher": teacher_enc.name,
+        "teacher_source": teacher_enc.info.source,
+        "student": student_enc.name,
+        "student_source": student_enc.info.source,
+        "student_prompt": student_enc.resolve_prompt(None),
+        "data": data_facts,
+        "config": dataclasses.asdict(config),
+        "training": {k: v for k, v in dataclasses.asdict(result).items() if k != "evals"},
+        "dev_evals": result.evals,
+        "tatoeba": figures,
+        "tatoeba_limit": tatoeba_limit,
+        "seconds": round(time.perf_counter() - started, 1),
+        "command": command,
+    }
+    with atomic_folder(out, overwrite) as tmp:
+        model.save(str(tmp), create_model_card=False, safe_serialization=True)
+        Manifest.from_info(info, "sentence-transformers", "fp32").write(tmp)
+        shutil.copy2(log_path, tmp / LOG_NAME)
+        write_text_atomic(tmp / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+        _card(tmp, summary)
+    shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints are large; the log went into the folder
+    return summary
+
+
+def _dev_row(label: str, figures: dict | None) -> dict:
+    figures = figures or {}
+    return {"weights": label, **{k: v for k, v in figures.items()}}
+
+
+def _card(folder: Path, summary: dict) -> None:
+    training, cfg, data = summary["training"], summary["config"], summary["data"]
+    facts = [
+        ("Teacher", f"{summary['teacher']} ({summary['teacher_source']})"),
+        ("Student initialised from", f"{summary['student']} ({summary['student_source']})"),
+        ("Student prompt", repr(summary["student_prompt"]) + " (applied by default, also by sentence-transformers)"),
+        ("Languages (pairs read)", ", ".join(f"{k}: {v}" for k, v in data["pairs_per_language"].items())),
+        ("Training / dev pairs", f"{data['train_pairs']} / {data['dev_pairs']}"),
+        ("Steps", f"{training['steps']} ({training['epochs_done']} epochs, stopped: {training['stopped']}, "
+                  f"batch {cfg['batch_size']} sentences)"),
+        ("Optimiser", f"AdamW lr {cfg['lr']} (projection {cfg['head_lr']}), warmup {cfg['warmup']}, "
+                      f"weight decay {cfg['weight_decay']}, clip {cfg['max_grad_norm']}, max length {cfg['max_length']}, "
+                      f"word embeddings {'frozen' if cfg['freeze_embeddings'] else 'trained'}"),
+        ("Training time", f"{training['seconds']} s ({training['sentences_per_second']} sentences/s)"),
+    ]
+    tables = {
+        "Dev split (MSE to the teacher, top-1 retrieval in %)": [
+            _dev_row("warm start (before training)", training["warm_start"]),
+            _dev_row("kept (best dev MSE)", training["best"]),
+        ],
+        "Tatoeba top-1 (%), measured at the end": summary["tatoeba"],
+    }
+    usage = (f"import xlembed\nmodel = xlembed.load({str(folder.name)!r})  # or sentence_transformers.SentenceTransformer(path)\n"
+             "vectors = model.encode(['Wie spät ist es?'])  # in the teacher's space: search an index built with the teacher")
+    write_model_card(folder, f"{summary['teacher']} distilled into {summary['student']}", facts, tables, usage,
+                     summary.get("command"))
+
+
+def _distill_static(teacher_enc, train_pairs, dev_pairs, out, tokenizer, options, cache_root, progress, overwrite,
+                    data_facts, tatoeba_dir, t_langs, tatoeba_limit, command, started, seed) -> dict:
+    from .static import distill_static
+
+    if not tokenizer:
+        raise BadInputError("a static student needs --tokenizer: a model name or folder whose tokenizer.json is used")
+    log_path = out.with_name(f"{out.name}.{LOG_NAME}")
+    summary = distill_static(teacher_enc, train_pairs, dev_pairs, tokenizer, out, cache_root=cache_root,
+                             log_path=log_path, progress=progress if progress is not None else True,
+                             overwrite=overwrite, seed=seed, **options)
+    return {"kind": "static", "teacher": teacher_enc.name, "data": data_facts, "training": summary,
+            "seconds": round(time.perf_counter() - started, 1), "command": command}

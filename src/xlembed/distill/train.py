@@ -1,0 +1,528 @@
+"""Transformer student training for multilingual knowledge distillation (Reimers & Gurevych 2020).
+
+The teacher embeds each English sentence once (``TeacherCache``); the student learns to put both
+the English sentence and its translation on that vector (MSE). The student is the model's own
+sentence-transformers pipeline with its trailing Normalize removed, then a trainable projection
+(``Dense``, warm-started by a ridge map into the teacher's space), then Normalize when the teacher's
+vectors are unit length: the student's output is normalised the same way as the teacher's.
+
+Training is a plain, explicit loop: length-bucketed batches of sentences (a seeded shuffle per
+epoch), AdamW with linear warmup and decay, gradient clipping, dev evaluation every N steps with
+the best weights kept, early stopping, periodic and signal-triggered checkpoints that make a resumed
+run reach the weights of an uninterrupted one (same steps, CPU).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import math
+import random
+import signal
+import sys
+import time
+import warnings
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+
+from ..encoder import Encoder, l2_normalize
+from ..errors import BadInputError, XlembedError, XlembedWarning
+from .checkpoint import Checkpoint, CHECKPOINT_DIR, BEST_WEIGHTS
+from .data import ParallelPair
+from .teacher_cache import TeacherCache
+from .warm_start import LinearMap, as_torch_dense, fit_linear_map
+
+
+class TrainingInterrupted(XlembedError):
+    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; rerun with resume=True."""
+
+    exit_code = 130
+
+
+@dataclass
+class TrainConfig:
+    """Hyper-parameters of one distillation run (all recorded in the checkpoint and the model card)."""
+
+    epochs: int = 1
+    max_steps: int | None = None  # stop after this many optimizer steps (None: epochs decide)
+    batch_size: int = 64  # sentences per step (a pair gives two: English and translation)
+    lr: float = 5e-5  # transformer weights
+    head_lr: float = 1e-4  # the projection into the teacher's space
+    warmup: float = 0.1  # fraction of the steps with a linear ramp
+    weight_decay: float = 0.01
+    max_grad_norm: float = 1.0
+    max_length: int = 128  # student tokens per sentence (longer ones are truncated)
+    freeze_embeddings: bool = False  # keep the word-embedding table fixed (most of a multilingual model)
+    eval_every: int = 200  # steps between dev evaluations (0: only at the start and the end)
+    patience: int | None = 4  # evaluations without a better dev MSE before stopping (None: never)
+    checkpoint_every: int = 100  # steps between periodic checkpoints (0: only on signals)
+    warm_start_sentences: int = 4000  # English training sentences the ridge map is fitted on
+    warm_start_alpha: float = 0.1
+    warm_start: str = "auto"  # auto: when the student is not the teacher; "on" / "off"
+    bucket_size: int = 50  # batches per length bucket (sorted inside, shuffled across)
+    fp16: bool = False  # CUDA autocast only; bf16 training on CPU measured 5x slower: not offered
+    seed: int = 0
+    device: str = "cpu"
+
+    def check(self) -> None:
+        if self.epochs < 1:
+            raise BadInputError(f"epochs must be >= 1, got {self.epochs}")
+        if self.batch_size < 2:
+            raise BadInputError(f"batch_size must be >= 2 sentences, got {self.batch_size}")
+        if not (self.lr > 0 and self.head_lr > 0):
+            raise BadInputError(f"learning rates must be > 0, got lr={self.lr}, head_lr={self.head_lr}")
+        if not 0 <= self.warmup < 1:
+            raise BadInputError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
+        if self.max_length < 8:
+            raise BadInputError(f"max_length must be >= 8 tokens, got {self.max_length}")
+        if self.warm_start not in ("auto", "on", "off"):
+            raise BadInputError(f"warm_start must be auto, on or off, got {self.warm_start!r}")
+        if self.fp16 and not self.device.startswith("cuda"):
+            raise BadInputError("fp16 training runs on a CUDA GPU only; on CPU train in fp32 (bf16 measured 5x slower)")
+        if self.max_steps is not None and self.max_steps < 1:
+            raise BadInputError(f"max_steps must be >= 1, got {self.max_steps}")
+
+
+@dataclass
+class TrainResult:
+    steps: int
+    epochs_done: float
+    stopped: str  # "completed", "max_steps", "early_stopping"
+    evals: list[dict]
+    warm_start: dict | None  # dev figures before any training step
+    best: dict | None  # dev figures of the kept weights
+    seconds: float
+    sentences_per_second: float
+    epoch_seconds: list[float]
+    teacher_encoded: int
+    resumed_from_step: int | None
+
+
+# ---------------------------------------------------------------- the student model
+
+def strip_normalize(model):
+    """The student's modules without a trailing Normalize (the map must see raw pooled vectors)."""
+    modules = list(model)
+    while modules and type(modules[-1]).__name__ == "Normalize":
+        modules.pop()
+    return modules
+
+
+def build_student(student: Encoder, head: LinearMap | None, normalize: bool, device: str = "cpu"):
+    """A SentenceTransformer: the student's Transformer+Pooling(+Dense), ``head`` as a trainable Dense, Normalize."""
+    from sentence_transformers import SentenceTransformer
+
+    try:
+        from sentence_transformers.sentence_transformer.modules import Normalize
+    except ImportError:  # sentence-transformers < 6
+        from sentence_transformers.models import Normalize
+
+    base = getattr(student, "model", None)
+    if base is None:
+        raise BadInputError(
+            f"the student {student.name!r} ({student.backend} backend) cannot be trained: pass a transformer "
+            "model (a folder, catalogue name or hub id loaded with the torch backend), or --student static"
+        )
+    modules = copy.deepcopy(strip_normalize(base))  # training must not change the loaded student
+    if head is not None:
+        modules.append(as_torch_dense(head))
+    if normalize:
+        modules.append(Normalize())
+    model = SentenceTransformer(modules=modules, device=device)
+    model.prompts = dict(base.prompts or {})
+    model.default_prompt_name = student.info.default_prompt_name  # xlembed's resolved default (e5: query)
+    return model
+
+
+def fit_head(student: Encoder, teacher_vectors: np.ndarray, english: Sequence[str], prefix: str, alpha: float) -> LinearMap:
+    """The ridge map from the student's raw (un-normalised) vectors to the teacher's, on English sentences."""
+    from ..backends.torch_backend import TorchEncoder
+
+    raw = TorchEncoder(_sequential(strip_normalize(student.model)), dataclasses.replace(student.info))
+    vectors = raw.encode(list(english), batch_size=64, prompt=prefix)
+    return fit_linear_map(vectors, teacher_vectors, alpha=alpha)
+
+
+def warm_start_sentences(train_pairs: Sequence[ParallelPair], config: "TrainConfig") -> list[str]:
+    """The English training sentences the warm-start map is fitted on (a seeded sample)."""
+    english = sorted({p.en for p in train_pairs})
+    return random.Random(config.seed).sample(english, min(config.warm_start_sentences, len(english)))
+
+
+def _sequential(modules):
+    from sentence_transformers import SentenceTransformer
+
+    return SentenceTransformer(modules=list(modules), device="cpu")
+
+
+# ---------------------------------------------------------------- batches
+
+def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, bucket_size: int) -> list[list[int]]:
+    """Seeded shuffle, then sort by length inside buckets of ``bucket_size`` batches; batch order shuffled.
+
+    Sentences of similar length share a batch (little padding) while every epoch sees a new order.
+    The result depends only on (lengths, batch_size, seed, epoch, bucket_size): resume recomputes it.
+    """
+    rng = random.Random(seed * 1_000_003 + epoch)
+    order = list(range(len(lengths)))
+    rng.shuffle(order)
+    span = batch_size * max(1, bucket_size)
+    batches = []
+    for start in range(0, len(order), span):
+        bucket = sorted(order[start : start + span], key=lambda i: lengths[i])
+        batches.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
+    rng.shuffle(batches)
+    return batches
+
+
+# ---------------------------------------------------------------- signals
+
+@contextmanager
+def stop_on_signals(flag: dict):
+    """SIGINT/SIGTERM set ``flag['signal']``; the loop saves a checkpoint at the next step boundary."""
+    installed = {}
+
+    def handler(signum, _frame):
+        if flag.get("signal"):  # a second Ctrl-C: the user insists
+            raise KeyboardInterrupt
+        flag["signal"] = signal.Signals(signum).name
+        print(f"\n{flag['signal']} received: saving a checkpoint after this step (again to abort)", file=sys.stderr)
+
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        try:
+            installed[sig] = signal.signal(sig, handler)
+        except ValueError:  # not the main thread: signals cannot be caught here
+            pass
+    try:
+        yield
+    finally:
+        for sig, old in installed.items():
+            signal.signal(sig, old)
+
+
+# ---------------------------------------------------------------- evaluation
+
+def dev_figures(model, dev: Sequence[ParallelPair], dev_targets: np.ndarray, prefix: str, batch_size: int = 64) -> dict:
+    """Dev MSE to the teacher (both sides) and top-1 retrieval: student(xx) finds teacher(en) and student(en)."""
+    from ..backends.torch_backend import TorchEncoder
+    from ..encoder import ModelInfo
+
+    was_training = model.training
+    info = ModelInfo(name="student", source="training", dim=dev_targets.shape[1], max_length=model.max_seq_length,
+                     backend="torch", precision="fp32")
+    enc = TorchEncoder(model, info)  # puts the model in eval mode
+    try:
+        with warnings.catch_warnings():  # truncation at max_length is the training setting, not news
+            warnings.simplefilter("ignore", XlembedWarning)
+            s_en = enc.encode([p.en for p in dev], batch_size=batch_size, prompt=prefix)
+            s_xx = enc.encode([p.other for p in dev], batch_size=batch_size, prompt=prefix)
+    finally:
+        model.train(was_training)
+    mse = float(np.mean(np.concatenate([(s_en - dev_targets) ** 2, (s_xx - dev_targets) ** 2])))
+    t = l2_normalize(dev_targets)
+    n_en, n_xx = l2_normalize(s_en), l2_normalize(s_xx)
+    gold = np.arange(len(dev))
+    return {
+        "dev_mse": mse,
+        "dev_xx_to_teacher_en": float(100 * np.mean((n_xx @ t.T).argmax(axis=1) == gold)),
+        "dev_teacher_en_to_xx": float(100 * np.mean((t @ n_xx.T).argmax(axis=1) == gold)),
+        "dev_xx_to_student_en": float(100 * np.mean((n_xx @ n_en.T).argmax(axis=1) == gold)),
+        "dev_cosine_to_teacher": float(np.mean(np.sum(n_xx * t, axis=1))),
+    }
+
+
+# ---------------------------------------------------------------- the loop
+
+def train_student(
+    student: Encoder,
+    teacher: Encoder,
+    train_pairs: Sequence[ParallelPair],
+    dev_pairs: Sequence[ParallelPair],
+    work_dir: Path | str,
+    config: TrainConfig | None = None,
+    *,
+    cache_root: Path | str,
+    resume: bool = False,
+    progress: bool | None = None,
+    log: Callable[[dict], None] | None = None,
+    on_step: Callable[[int], None] | None = None,
+    student_prompt: str | None = None,
+    teacher_prompt: str | None = None,
+):
+    """Train a student on parallel pairs; returns (model with the best weights, TrainResult).
+
+    ``work_dir`` holds the checkpoint and the best weights. A run that finds a checkpoint there
+    refuses to start unless ``resume`` (then it continues from it: same data and config required).
+    ``log`` receives one dict per event (the JSONL log); ``on_step(step)`` is called after each step.
+    """
+    import torch
+
+    config = config or TrainConfig()
+    config.check()
+    if not train_pairs:
+        raise BadInputError("no training pairs: check the --train files and filters")
+    work_dir = Path(work_dir)
+    emit = log or (lambda _event: None)
+    started = time.perf_counter()
+    torch.manual_seed(config.seed)
+    random.seed(config.seed)
+
+    s_prefix = student.resolve_prompt(student_prompt)
+    cache = TeacherCache(cache_root, teacher, prompt=teacher_prompt)
+    english = sorted({p.en for p in train_pairs} | {p.en for p in dev_pairs})
+    target_of = dict(zip(english, cache.get(english)))  # the only teacher calls of the whole run
+    teacher_encoded = cache.n_encoded
+    emit({"event": "teacher", "sentences": len(english), "encoded": cache.n_encoded, "from_cache": cache.n_hits})
+
+    texts = [t for p in train_pairs for t in (p.en, p.other)]
+    targets = np.stack([target_of[p.en] for p in train_pairs for _ in (0, 1)])
+    dev_targets = np.stack([target_of[p.en] for p in dev_pairs]) if dev_pairs else None
+
+    checkpoint = Checkpoint(work_dir / CHECKPOINT_DIR)
+    fingerprint = _fingerprint(config, train_pairs, dev_pairs, student, teacher, s_prefix)
+    if checkpoint.exists() and not resume:
+        raise BadInputError(
+            f"{checkpoint.folder} holds a checkpoint of an interrupted run: pass resume=True (CLI: --resume) "
+            f"to continue it, or delete {work_dir} to start over"
+        )
+    if resume and not checkpoint.exists():
+        raise BadInputError(f"nothing to resume: no checkpoint in {checkpoint.folder}; run without --resume")
+
+    normalize = bool(teacher.info.normalized_output)
+    use_head = config.warm_start == "on" or (
+        config.warm_start == "auto" and (student.info.source != teacher.info.source or student.dim != teacher.dim)
+    )
+    if not use_head and student.dim != teacher.dim:
+        raise BadInputError(
+            f"the student gives {student.dim}-dim vectors and the teacher {teacher.dim}: a projection is needed, "
+            "so warm_start cannot be 'off'"
+        )
+    head = None
+    if use_head and not resume:
+        t0 = time.perf_counter()
+        fit_en = warm_start_sentences(train_pairs, config)
+        head = fit_head(student, np.stack([target_of[t] for t in fit_en]), fit_en, s_prefix, config.warm_start_alpha)
+        emit({"event": "warm_start", "sentences": len(fit_en), "alpha": config.warm_start_alpha,
+              "seconds": round(time.perf_counter() - t0, 2)})
+    elif use_head:  # resuming: the checkpoint's weights replace this placeholder
+        head = LinearMap(np.zeros((student.dim, teacher.dim), np.float32), np.zeros(teacher.dim, np.float32))
+    model = build_student(student, head, normalize, config.device)
+    model.max_seq_length = min(config.max_length, student.max_length or config.max_length)
+    if config.freeze_embeddings:
+        model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
+
+    head_params = [p for m in list(model)[2:] for p in m.parameters() if p.requires_grad] if use_head else []
+    head_ids = {id(p) for p in head_params}
+    body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
+    groups = [
+        {"params": [p for n, p in body if not _no_decay(n)], "weight_decay": config.weight_decay, "lr": config.lr},
+        {"params": [p for n, p in body if _no_decay(n)], "weight_decay": 0.0, "lr": config.lr},
+    ]
+    if head_params:
+        groups.append({"params": head_params, "weight_decay": 0.0, "lr": config.head_lr})
+    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
+
+    lengths = _token_lengths(model, texts, s_prefix, model.max_seq_length)
+    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
+    total_steps = steps_per_epoch * config.epochs
+    if config.max_steps is not None:
+        total_steps = min(total_steps, config.max_steps)
+    warmup_steps = int(config.warmup * total_steps)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup_steps, total_steps))
+    scaler = torch.amp.GradScaler("cuda") if config.fp16 else None
+
+    state = {"step": 0, "epoch": 0, "batch": 0, "best_mse": None, "best": None, "warm_start": None,
+             "evals": [], "since_best": 0, "epoch_seconds": [], "sentences": 0, "train_seconds": 0.0}
+    resumed_from = None
+    if resume:
+        state = checkpoint.load(model, optimizer, scheduler, fingerprint)
+        resumed_from = state["step"]
+        emit({"event": "resume", "step": state["step"], "epoch": state["epoch"], "batch": state["batch"]})
+
+    def evaluate(tag: str) -> dict | None:
+        if not dev_pairs:
+            return None
+        figures = {"step": state["step"], **dev_figures(model, dev_pairs, dev_targets, s_prefix)}
+        improved = state["best_mse"] is None or figures["dev_mse"] < state["best_mse"]
+        if improved:
+            checkpoint.save_best(model, work_dir / BEST_WEIGHTS)
+            state["best_mse"], state["best"], state["since_best"] = figures["dev_mse"], figures, 0
+        else:
+            state["since_best"] += 1
+        state["evals"].append(figures)
+        emit({"event": "eval", "tag": tag, "improved": improved, **figures})
+        return figures
+
+    if not resume:
+        state["warm_start"] = evaluate("warm_start")
+        checkpoint.save(model, optimizer, scheduler, state, fingerprint)  # a SIGKILL now loses nothing
+
+    flag: dict = {}
+    bar = _progress_bar(total_steps, state["step"], progress)
+    stopped = "completed"
+    model.train()
+    with stop_on_signals(flag):
+        while state["step"] < total_steps and stopped == "completed":
+            batches = length_batches(lengths, config.batch_size, config.seed, state["epoch"], config.bucket_size)
+            epoch_started = time.perf_counter()
+            while state["batch"] < len(batches):
+                if state["step"] >= total_steps:
+                    stopped = "max_steps"
+                    break
+                t0 = time.perf_counter()
+                idx = batches[state["batch"]]
+                loss = _step(model, optimizer, scheduler, scaler, config, [texts[i] for i in idx],
+                             torch.from_numpy(targets[idx]), s_prefix)
+                state["step"] += 1
+                state["batch"] += 1
+                state["sentences"] += len(idx)
+                state["train_seconds"] += time.perf_counter() - t0
+                if bar is not None:
+                    bar.update(1)
+                    bar.set_postfix(loss=f"{loss:.3e}", epoch=state["epoch"] + 1)
+                if state["step"] % 10 == 0 or state["step"] == total_steps:
+                    emit({"event": "train", "step": state["step"], "epoch": state["epoch"], "loss": loss,
+                          "lr": scheduler.get_last_lr()[0],
+                          "sentences_per_s": round(state["sentences"] / max(state["train_seconds"], 1e-9), 2),
+                          "rss_mb": _rss_mb()})
+                if on_step is not None:
+                    on_step(state["step"])
+                if config.eval_every and state["step"] % config.eval_every == 0 and state["step"] < total_steps:
+                    evaluate("periodic")
+                    if config.patience is not None and state["since_best"] >= config.patience:
+                        stopped = "early_stopping"
+                if flag.get("signal"):
+                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
+                    emit({"event": "interrupted", "signal": flag["signal"], "step": state["step"]})
+                    if bar is not None:
+                        bar.close()
+                    raise TrainingInterrupted(
+                        f"training stopped by {flag['signal']} at step {state['step']}/{total_steps}; the checkpoint "
+                        f"is in {checkpoint.folder}: rerun the same command with --resume to continue"
+                    )
+                if stopped != "completed":
+                    break
+                if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
+                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
+            else:
+                state["epoch_seconds"].append(round(time.perf_counter() - epoch_started, 3))
+                state["epoch"] += 1
+                state["batch"] = 0
+    if bar is not None:
+        bar.close()
+    if state["step"] >= total_steps and stopped == "completed" and config.max_steps is not None \
+            and total_steps < steps_per_epoch * config.epochs:
+        stopped = "max_steps"
+    if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
+        evaluate("final")
+    if dev_pairs:
+        checkpoint.load_best(model, work_dir / BEST_WEIGHTS)
+    model.eval()
+    seconds = time.perf_counter() - started
+    result = TrainResult(
+        steps=state["step"],
+        epochs_done=round(state["step"] / steps_per_epoch, 3),
+        stopped=stopped,
+        evals=state["evals"],
+        warm_start=state["warm_start"],
+        best=state["best"],
+        seconds=round(seconds, 2),
+        sentences_per_second=round(state["sentences"] / max(state["train_seconds"], 1e-9), 2),
+        epoch_seconds=state["epoch_seconds"],
+        teacher_encoded=teacher_encoded,
+        resumed_from_step=resumed_from,
+    )
+    emit({"event": "done", **{k: v for k, v in dataclasses.asdict(result).items() if k != "evals"}})
+    return model, result
+
+
+def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targets, prefix) -> float:
+    import torch
+
+    features = model.preprocess(texts, prompt=prefix or None)
+    features = {k: (v.to(config.device) if hasattr(v, "to") else v) for k, v in features.items()}
+    targets = targets.to(config.device)
+    params = [p for g in optimizer.param_groups for p in g["params"]]
+    optimizer.zero_grad(set_to_none=True)
+    if scaler is not None:
+        with torch.autocast("cuda", dtype=torch.float16):
+            out = model(features)["sentence_embedding"]
+        loss = torch.nn.functional.mse_loss(out.float(), targets)
+        scaler.scale(loss).backward()
+        scaler.unscale_(optimizer)
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        out = model(features)["sentence_embedding"]
+        loss = torch.nn.functional.mse_loss(out, targets)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
+        optimizer.step()
+    scheduler.step()
+    value = float(loss.detach())
+    if not math.isfinite(value):
+        raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}, head_lr={config.head_lr})")
+    return value
+
+
+def _linear_schedule(warmup_steps: int, total_steps: int):
+    def factor(step: int) -> float:
+        if step < warmup_steps:
+            return (step + 1) / (warmup_steps + 1)
+        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
+
+    return factor
+
+
+def _no_decay(name: str) -> bool:
+    return name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name
+
+
+def _token_lengths(model, texts, prefix, max_length) -> list[int]:
+    from ..backends.torch_backend import token_lengths
+
+    return [min(n, max_length) for n in token_lengths(model.tokenizer, texts, prefix)]
+
+
+def _fingerprint(config: TrainConfig, train_pairs, dev_pairs, student: Encoder, teacher: Encoder, prefix: str) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("eval_every", "checkpoint_every", "patience")}
+    h.update(json.dumps(fixed, sort_keys=True).encode())
+    h.update(json.dumps([student.info.source, teacher.info.source, teacher.precision, prefix]).encode())
+    for pairs in (train_pairs, dev_pairs):
+        for p in pairs:
+            h.update(p.en.encode())
+            h.update(b"\t")
+            h.update(p.other.encode())
+            h.update(b"\n")
+        h.update(b"--")
+    return h.hexdigest()
+
+
+def _rss_mb() -> float | None:
+    """This process's resident memory in MB (Linux; None elsewhere), logged to catch growth in long runs."""
+    try:
+        pages = int(Path("/proc/self/statm").read_text().split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    import os
+
+    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
+
+
+def _progress_bar(total: int, initial: int, progress: bool | None):
+    if progress is None:
+        progress = sys.stderr.isatty()
+    if not progress:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=initial, desc="distill", unit="step", dynamic_ncols=True)

@@ -1,0 +1,276 @@
+"""Transformer student training: loss goes down, resume equals an uninterrupted run, the teacher cache is
+reused, the best weights are kept, bad input is refused; on real models a short run writes a loadable folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import xlembed
+from xlembed.distill.data import ParallelPair
+from xlembed.distill.train import (
+    TrainConfig,
+    TrainingInterrupted,
+    _step,
+    build_student,
+    length_batches,
+    train_student,
+)
+from xlembed.errors import BadInputError
+from tiny_models import WORDS, make_tiny_st_folder
+
+PARALLEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "parallel"
+
+
+def _pairs(n: int, seed: int = 0) -> list[ParallelPair]:
+    """Toy 'translations': the English words reversed, plus a marker word."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        en = " ".join(rng.choice(WORDS) for _ in range(rng.randint(2, 9)))
+        out.append(ParallelPair(en=en, other=" ".join(reversed(en.split())) + " x", lang="xx", source=f"toy:{i}"))
+    return out
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    root = tmp_path_factory.mktemp("tiny-distill")
+    teacher = xlembed.load(str(make_tiny_st_folder(root, name="teacher", seed=1)))
+    student = xlembed.load(str(make_tiny_st_folder(root, name="student", seed=2)))
+    return teacher, student
+
+
+class CountingTeacher:
+    """Wraps an encoder and counts the texts it is asked to encode."""
+
+    def __init__(self, encoder):
+        self.inner = encoder
+        self.texts = 0
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def encode(self, texts, *args, **kwargs):
+        self.texts += len(texts)
+        return self.inner.encode(texts, *args, **kwargs)
+
+
+def _weights(model) -> dict:
+    return {k: v.detach().clone() for k, v in model.state_dict().items()}
+
+
+def test_one_step_lowers_the_loss(tiny):
+    import torch
+
+    teacher, student = tiny
+    texts = [p.en for p in _pairs(16)]
+    targets = torch.from_numpy(teacher.encode(texts))
+    model = build_student(student, None, normalize=True)
+    model.train()
+    torch.manual_seed(0)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-3)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+    model.eval()  # no dropout: the two losses differ only by the update
+    config = TrainConfig(lr=1e-3)
+    before = _step(model, optimizer, scheduler, None, config, texts, targets, "")
+    after = _step(model, optimizer, scheduler, None, config, texts, targets, "")
+    assert after < before * 0.95, (before, after)
+
+
+def test_length_batches_cover_every_sentence_once_and_bucket_by_length():
+    lengths = [random.Random(i).randint(3, 60) for i in range(1000)]
+    batches = length_batches(lengths, 32, seed=0, epoch=0, bucket_size=10)
+    flat = [i for b in batches for i in b]
+    assert sorted(flat) == list(range(1000))
+    assert batches == length_batches(lengths, 32, seed=0, epoch=0, bucket_size=10)  # deterministic
+    assert batches != length_batches(lengths, 32, seed=0, epoch=1, bucket_size=10)  # new order per epoch
+    spread = np.mean([max(lengths[i] for i in b) - min(lengths[i] for i in b) for b in batches])
+    shuffled = list(range(1000))
+    random.Random(1).shuffle(shuffled)
+    random_spread = np.mean([max(lengths[i] for i in shuffled[j:j + 32]) - min(lengths[i] for i in shuffled[j:j + 32])
+                             for j in range(0, 1000, 32)])
+    assert spread < random_spread / 4, (spread, random_spread)  # little padding inside a batch
+
+
+def _run(tiny, tmp, name, *, on_step=None, resume=False, epochs=2, dev=False, teacher=None, cache=None, **cfg):
+    teacher_enc, student = tiny
+    pairs = _pairs(60)
+    settings = {"batch_size": 16, "lr": 5e-4, "head_lr": 5e-3, "eval_every": 3, "checkpoint_every": 0, "patience": None}
+    config = TrainConfig(epochs=epochs, **{**settings, **cfg})
+    return train_student(student, teacher or teacher_enc, pairs[:48], pairs[48:] if dev else [], tmp / name, config,
+                         cache_root=cache or tmp / "cache", resume=resume, progress=False, on_step=on_step)
+
+
+def test_resume_after_interruption_gives_the_same_weights(tiny, tmp_path):
+    full, result = _run(tiny, tmp_path, "full")
+    assert result.steps == 12 and result.stopped == "completed"  # 96 sentences / 16 x 2 epochs
+
+    def interrupt(step):
+        if step == 5:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(TrainingInterrupted, match="--resume"):
+        _run(tiny, tmp_path, "cut", on_step=interrupt)
+    assert (tmp_path / "cut" / "checkpoint" / "state.json").is_file()
+    resumed, result2 = _run(tiny, tmp_path, "cut", resume=True)
+    assert result2.resumed_from_step == 5 and result2.steps == 12
+    a, b = _weights(full), _weights(resumed)
+    assert a.keys() == b.keys()
+    for key in a:
+        assert np.array_equal(a[key].numpy(), b[key].numpy()), key
+    # and training did change the weights (the comparison is not between two untouched copies)
+    fresh = build_student(tiny[1], None, normalize=True)
+    assert not np.allclose(fresh[0].auto_model.embeddings.word_embeddings.weight.detach().numpy(),
+                           full[0].auto_model.embeddings.word_embeddings.weight.detach().numpy())
+
+
+def test_a_periodic_checkpoint_survives_sigkill(tiny, tmp_path):
+    """A run killed with SIGKILL resumes from its last periodic checkpoint and ends like an uninterrupted run."""
+    script = tmp_path / "killme.py"
+    script.write_text(
+        "import os, signal, sys\n"
+        f"sys.path.insert(0, {str(Path(__file__).parent)!r})\n"
+        "import xlembed\n"
+        "from test_distill_train import _pairs\n"
+        "from xlembed.distill.train import TrainConfig, train_student\n"
+        f"t = xlembed.load({tiny[0].info.source!r}); s = xlembed.load({tiny[1].info.source!r})\n"
+        "p = _pairs(60)\n"
+        "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 7 else None\n"
+        "train_student(s, t, p[:48], [], sys.argv[1], TrainConfig(epochs=2, batch_size=16, lr=5e-4, head_lr=5e-3,"
+        " eval_every=3, checkpoint_every=0 if len(sys.argv) < 3 else 3, patience=None), cache_root=sys.argv[1] + '-cache',"
+        " progress=False, on_step=kill)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "periodic"], capture_output=True, text=True)
+    assert proc.returncode == -signal.SIGKILL, proc.stderr[-2000:]
+    state = json.loads((tmp_path / "killed" / "checkpoint" / "state.json").read_text())
+    assert state["step"] == 6  # the last periodic checkpoint before the kill at step 7
+    resumed, result = _run(tiny, tmp_path, "killed", resume=True, cache=tmp_path / "killed-cache")
+    full, _ = _run(tiny, tmp_path, "uncut")
+    assert result.resumed_from_step == 6
+    for key, value in _weights(full).items():
+        assert np.array_equal(value.numpy(), _weights(resumed)[key].numpy()), key
+
+
+def test_teacher_cache_is_reused_across_epochs_and_runs(tiny, tmp_path):
+    counting = CountingTeacher(tiny[0])
+    _, first = _run(tiny, tmp_path, "a", teacher=counting, epochs=3)
+    n_english = len({p.en for p in _pairs(60)[:48]})
+    assert counting.texts == n_english  # each English sentence once, over 3 epochs
+    assert first.teacher_encoded == n_english
+    _, second = _run(tiny, tmp_path, "b", teacher=counting, epochs=1)
+    assert counting.texts == n_english and second.teacher_encoded == 0  # the second run reads the cache only
+
+
+def test_best_checkpoint_is_never_worse_than_the_warm_start(tiny, tmp_path):
+    # a learning rate far too high makes training worse: the run must hand back its warm start
+    model, result = _run(tiny, tmp_path, "hot", dev=True, epochs=2, lr=0.5, head_lr=0.5)
+    assert result.warm_start is not None and result.best is not None
+    assert max(e["dev_mse"] for e in result.evals[1:]) > result.warm_start["dev_mse"]
+    assert result.best["dev_mse"] == min(e["dev_mse"] for e in result.evals)
+    assert result.best["dev_mse"] <= result.warm_start["dev_mse"]
+
+
+def test_early_stopping_stops_after_patience_evaluations(tiny, tmp_path):
+    _, result = _run(tiny, tmp_path, "patient", dev=True, epochs=4, lr=0.5, head_lr=0.5, patience=1)
+    assert result.stopped == "early_stopping" and result.steps < 24
+
+
+def test_refuses_to_overwrite_a_checkpoint_and_resume_without_one(tiny, tmp_path):
+    with pytest.raises(BadInputError, match="nothing to resume"):
+        _run(tiny, tmp_path, "none", resume=True)
+    with pytest.raises(TrainingInterrupted):
+        _run(tiny, tmp_path, "left", on_step=lambda s: os.kill(os.getpid(), signal.SIGTERM) if s == 2 else None)
+    with pytest.raises(BadInputError, match="--resume"):
+        _run(tiny, tmp_path, "left")
+    with pytest.raises(BadInputError, match="other data, models or settings"):
+        _run(tiny, tmp_path, "left", resume=True, lr=1e-4)
+
+
+def test_bad_settings_are_refused(tiny, tmp_path):
+    for bad in ({"epochs": 0}, {"batch_size": 1}, {"warmup": 1.5}, {"warm_start": "maybe"}, {"fp16": True}):
+        with pytest.raises(BadInputError):
+            TrainConfig(**bad).check()
+    with pytest.raises(BadInputError, match="no training pairs"):
+        train_student(tiny[1], tiny[0], [], [], tmp_path / "w", cache_root=tmp_path / "c", progress=False)
+
+
+# ---------------------------------------------------------------- the CLI on tiny models
+
+def _write_tsv(path: Path, pairs) -> None:
+    path.write_text("".join(f"{p.en}\t{p.other}\n" for p in pairs), encoding="utf-8")
+
+
+def test_cli_distill_writes_a_loadable_folder_with_a_card(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from xlembed.cli import app
+
+    _write_tsv(tmp_path / "toy.en-de.tsv", _pairs(80))
+    out = tmp_path / "out"
+    args = ["distill", "--teacher", tiny[0].info.source, "--student", tiny[1].info.source, "--train",
+            str(tmp_path / "toy.en-de.tsv"), "--dev-size", "16", "--out", str(out), "--batch-size", "16",
+            "--eval-every", "2", "--device", "cpu"]
+    env = {"XLEMBED_CACHE": str(tmp_path / "cache"), "XLEMBED_DATA": str(tmp_path / "no-data")}  # no Tatoeba at the end
+    result = CliRunner().invoke(app, args, env=env)
+    assert result.exit_code == 0, result.output
+    model = xlembed.load(str(out))
+    assert model.dim == tiny[0].dim
+    assert np.allclose(np.linalg.norm(model.encode(["hello world"]), axis=1), 1, atol=1e-5)  # normalised like the teacher
+    card = (out / "README.md").read_text()
+    assert "teacher" in card and "de: 80" in card and "warm start" in card
+    log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    assert log[0]["event"] == "start" and log[-1]["event"] == "done"
+    assert not (tmp_path / "out.training").exists()  # checkpoints removed once the folder is written
+    again = CliRunner().invoke(app, args, env=env)
+    assert again.exit_code == 2 and "not empty" in again.output
+
+
+def test_cli_distill_names_the_malformed_line(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from xlembed.cli import app
+
+    bad = tmp_path / "bad.en-fr.tsv"
+    bad.write_text("hello\tbonjour\nno tab on this line\n", encoding="utf-8")
+    result = CliRunner().invoke(app, ["distill", "--teacher", tiny[0].info.source, "--student", tiny[1].info.source,
+                                      "--train", str(bad), "--out", str(tmp_path / "o"), "--dev-size", "0"])
+    assert result.exit_code == 2
+    assert f"{bad}:2" in result.output
+
+
+# ---------------------------------------------------------------- real models
+
+def test_short_real_run_writes_a_model_that_loads_in_both_libraries(real_models, tmp_path):
+    """MiniLM (English) teacher -> multilingual-e5-small student, 200 German pairs, a few steps."""
+    files = sorted(PARALLEL.glob("multi30k/*.en-de.tsv"))
+    if not files:
+        pytest.skip(f"parallel data absent: {PARALLEL} (needs ../shared/data beside the repo)")
+    from sentence_transformers import SentenceTransformer
+
+    from xlembed.distill.run import distill
+
+    out = tmp_path / "mini-de"
+    summary = distill(teacher=str(real_models / "all-MiniLM-L6-v2"), student=str(real_models / "multilingual-e5-small"),
+                      train=[str(files[0])], out=out, max_pairs_per_lang=260, dev_size=60,
+                      config=TrainConfig(batch_size=32, max_steps=6, eval_every=3, freeze_embeddings=True),
+                      cache_root=tmp_path / "cache", progress=False)
+    training = summary["training"]
+    assert training["steps"] == 6
+    warm = training["warm_start"]
+    # the warm start alone already puts German near the teacher's English vector
+    assert warm["dev_xx_to_teacher_en"] > 50, warm
+    assert training["best"]["dev_mse"] <= warm["dev_mse"]
+    encoder = xlembed.load(str(out))
+    st = SentenceTransformer(str(out), device="cpu")
+    a = encoder.encode(["Ein Hund läuft im Park."])
+    b = st.encode(["Ein Hund läuft im Park."], prompt="query: ")
+    assert np.allclose(a, b, atol=1e-5)
+    assert encoder.dim == 384 and "all-MiniLM-L6-v2" in (out / "README.md").read_text()
