@@ -18,12 +18,14 @@ from .manifest import MANIFEST_NAME, read_manifest
 TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "sentencepiece.bpe.model", "spiece.model", "vocab.json")
 SAFETENSORS_WEIGHTS = ("model.safetensors", "model.safetensors.index.json")
 PICKLE_WEIGHTS = ("pytorch_model.bin", "pytorch_model.bin.index.json")
+STATIC_WEIGHTS = "static.safetensors"
+FIX_STATIC = "copy the complete static model folder again, or distill it again (xlembed.distill.static.distill_static)"
 FIX_DOWNLOAD = "copy the complete model folder again (e.g. `hf download ORG/NAME --local-dir DIR` on a machine with network)"
 
 
 @dataclass
 class FolderReport:
-    """What ``check_folder`` found. ``kind`` is 'sentence-transformers', 'transformers', 'onnx' or 'unknown'."""
+    """What ``check_folder`` found: ``kind`` is 'sentence-transformers', 'transformers', 'onnx', 'static' or 'unknown'."""
 
     path: Path
     kind: str = "unknown"
@@ -60,6 +62,18 @@ def check_folder(folder: Path, allow_pickle: bool = False) -> FolderReport:
             report.kind = "onnx"
             _check_onnx(folder, manifest.files, report)
             return report
+        if manifest.format == "static":
+            report.kind = "static"
+            _check_static(folder, report)
+            return report
+    elif (folder / STATIC_WEIGHTS).is_file():
+        report.kind = "static"
+        report.problems.append(
+            f"{folder / MANIFEST_NAME} is missing (a static model's manifest, written beside {STATIC_WEIGHTS}); "
+            f"{FIX_STATIC}"
+        )
+        _check_static(folder, report)
+        return report
     modules = folder / "modules.json"
     if modules.is_file():
         report.kind = "sentence-transformers"
@@ -174,3 +188,17 @@ def _check_onnx(folder: Path, files: dict[str, str], report: FolderReport) -> No
             report.problems.append(f"{folder / name} is missing (the {precision} ONNX graph); export the model again")
     if not any((folder / name).is_file() for name in TOKENIZER_FILES):
         report.problems.append(f"no tokenizer files in {folder} (expected tokenizer.json); export the model again")
+
+
+def _check_static(folder: Path, report: FolderReport) -> None:
+    """A static folder needs tokenizer.json and static.safetensors beside its manifest."""
+    tokenizer = folder / "tokenizer.json"
+    if not tokenizer.is_file():
+        report.problems.append(f"{tokenizer} is missing (the static model's tokenizer); {FIX_STATIC}")
+    weights = folder / STATIC_WEIGHTS
+    if not weights.is_file():
+        report.problems.append(f"{weights} is missing (the static model's token vectors); {FIX_STATIC}")
+    else:
+        problem = safetensors_problem(weights)
+        if problem:
+            report.problems.append(problem.replace(FIX_DOWNLOAD, FIX_STATIC))

@@ -21,7 +21,7 @@ from . import catalogue
 from .backends.use_backend import USE_PACKAGE, UseEncoder, is_use_package_dir
 from .checks import require_loadable
 from .encoder import PRECISIONS, Encoder
-from .errors import BadInputError, ModelNotFoundError
+from .errors import BadInputError, ModelNotFoundError, UnsupportedError
 from .manifest import read_manifest
 from .paths import is_hub_id, local_path, looks_like_path, model_dirs
 
@@ -222,10 +222,12 @@ def _reachable(host: str, port: int, seconds: float) -> bool:
 
 
 def _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code) -> Encoder:
-    from .backends.torch_backend import TorchEncoder, read_json
-
     folder = where.path
     report = require_loadable(folder, allow_pickle)
+    if report.kind == "static":
+        return _load_static(where, precision, device, pooling, prompts, default_prompt)
+    from .backends.torch_backend import TorchEncoder, read_json
+
     manifest = read_manifest(folder)
     if report.kind == "onnx":
         from .backends.onnx_backend import OnnxEncoder
@@ -283,6 +285,19 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
     return OnnxEncoder.from_folder(
         onnx_folder, name=where.name, precision="int8", device="cpu",
         prompts=info.prompts, default_prompt_name=info.default_prompt_name,
+    )
+
+
+def _load_static(where, precision, device, pooling, prompts, default_prompt) -> Encoder:
+    """A static (token-vector table) folder: numpy only, on the CPU, mean pooling."""
+    from .backends.static_backend import StaticEncoder
+
+    if device not in (None, "cpu"):
+        raise UnsupportedError(f"static model {where.path} runs on the CPU in numpy only; drop device={device!r}")
+    if pooling not in (None, "mean"):
+        raise UnsupportedError(f"static model {where.path} averages its token vectors; drop pooling={pooling!r}")
+    return StaticEncoder.from_folder(
+        where.path, name=where.name, precision=precision, prompts=prompts, default_prompt_name=default_prompt
     )
 
 

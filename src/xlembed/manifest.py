@@ -17,7 +17,7 @@ from .errors import ModelFilesError
 from .paths import current_umask
 
 MANIFEST_NAME = "xlembed.json"
-FORMATS = ("sentence-transformers", "onnx")
+FORMATS = ("sentence-transformers", "onnx", "static")
 
 
 @dataclass

@@ -29,8 +29,15 @@ def save(
     """Save ``encoder`` to ``out_dir`` in ``precision`` (default: the encoder's own); returns the folder.
 
     format: 'sentence-transformers' (fp32/fp16/bf16 safetensors) or 'onnx' (fp32/int8); by default
-    int8 is written as ONNX and everything else as a sentence-transformers folder.
+    int8 is written as ONNX and everything else as a sentence-transformers folder. A static model is
+    written as a static folder (fp32, fp16 or int8 rows) whatever ``format`` says.
     """
+    from .backends.static_backend import StaticEncoder
+
+    if isinstance(encoder, StaticEncoder):  # a static folder stores fp32, fp16 or int8 rows
+        if format not in (None, "static"):
+            raise BadInputError(f"a static model is saved as a static folder; drop format={format!r}")
+        return encoder.save(out_dir, storage=precision or encoder.precision, overwrite=overwrite)
     from .backends.onnx_backend import OnnxEncoder, export_onnx_folder
     from .backends.torch_backend import TorchEncoder
 
