@@ -233,6 +233,28 @@ def test_cli_distill_writes_a_loadable_folder_with_a_card(tiny, tmp_path):
     assert again.exit_code == 2 and "not empty" in again.output
 
 
+def test_cli_distill_static_student(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from xlembed.cli import app
+
+    _write_tsv(tmp_path / "toy.en-de.tsv", _pairs(120))
+    out = tmp_path / "static"
+    env = {"XLEMBED_CACHE": str(tmp_path / "cache"), "XLEMBED_DATA": str(tmp_path / "no-data")}
+    result = CliRunner().invoke(app, ["distill", "--teacher", tiny[0].info.source, "--student", "static",
+                                      "--tokenizer", tiny[1].info.source, "--train", str(tmp_path / "toy.en-de.tsv"),
+                                      "--dev-size", "20", "--epochs", "2", "--out", str(out)], env=env)
+    assert result.exit_code == 0, result.output
+    model = xlembed.load(str(out))
+    assert model.backend == "static" and model.dim == tiny[0].dim
+    assert np.isfinite(model.encode(["hello world", "zzz"])).all()
+    summary = json.loads((out / "distill_results.json").read_text())
+    assert summary["kind"] == "static" and summary["data"]["pairs_per_language"] == {"de": 120}
+    missing = CliRunner().invoke(app, ["distill", "--teacher", tiny[0].info.source, "--student", "static",
+                                       "--train", str(tmp_path / "toy.en-de.tsv"), "--out", str(tmp_path / "o2")], env=env)
+    assert missing.exit_code == 2 and "--tokenizer" in missing.output
+
+
 def test_cli_distill_names_the_malformed_line(tiny, tmp_path):
     from typer.testing import CliRunner
 

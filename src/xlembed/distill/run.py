@@ -92,6 +92,8 @@ def distill(
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
         raise BadInputError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
+    if student == "static" and not tokenizer:
+        raise BadInputError("a static student needs --tokenizer: a model name or folder whose tokenizer.json is used")
     cache_root = Path(cache_root) if cache_root else cache_dir() / "teacher"
     started = time.perf_counter()
 
@@ -157,8 +159,11 @@ def distill(
         "seconds": round(time.perf_counter() - started, 1),
         "command": command,
     }
+    from ..backends.torch_backend import _quiet_libraries
+
     with atomic_folder(out, overwrite) as tmp:
-        model.save(str(tmp), create_model_card=False, safe_serialization=True)
+        with _quiet_libraries():
+            model.save(str(tmp), create_model_card=False, safe_serialization=True)
         Manifest.from_info(info, "sentence-transformers", "fp32").write(tmp)
         shutil.copy2(log_path, tmp / LOG_NAME)
         write_text_atomic(tmp / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
@@ -204,11 +209,22 @@ def _distill_static(teacher_enc, train_pairs, dev_pairs, out, tokenizer, options
                     data_facts, tatoeba_dir, t_langs, tatoeba_limit, command, started, seed) -> dict:
     from .static import distill_static
 
-    if not tokenizer:
-        raise BadInputError("a static student needs --tokenizer: a model name or folder whose tokenizer.json is used")
     log_path = out.with_name(f"{out.name}.{LOG_NAME}")
-    summary = distill_static(teacher_enc, train_pairs, dev_pairs, tokenizer, out, cache_root=cache_root,
-                             log_path=log_path, progress=progress if progress is not None else True,
-                             overwrite=overwrite, seed=seed, **options)
-    return {"kind": "static", "teacher": teacher_enc.name, "data": data_facts, "training": summary,
-            "seconds": round(time.perf_counter() - started, 1), "command": command}
+    training = distill_static(teacher_enc, train_pairs, dev_pairs, tokenizer, out, cache_root=cache_root,
+                              log_path=log_path, progress=progress if progress is not None else True,
+                              overwrite=overwrite, seed=seed, command=command, **options)
+    from .. import load
+    from .card import CARD_NAME, markdown_table
+
+    figures = final_figures(load(str(out)), teacher_enc, tatoeba_dir, t_langs, tatoeba_limit)
+    summary = {"kind": "static", "teacher": teacher_enc.name, "data": data_facts, "training": training,
+               "tatoeba": figures, "tatoeba_limit": tatoeba_limit,
+               "seconds": round(time.perf_counter() - started, 1), "command": command}
+    if figures:  # the card was written with the folder; the end figures are added to it
+        card = out / CARD_NAME
+        text = card.read_text(encoding="utf-8").rstrip("\n")
+        write_text_atomic(card, f"{text}\n\n## Tatoeba top-1 (%), measured at the end\n\n{markdown_table(figures)}\n")
+    write_text_atomic(out / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
+    if log_path.is_file():
+        shutil.move(str(log_path), str(out / LOG_NAME))
+    return summary
