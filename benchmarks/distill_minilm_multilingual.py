@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--data-root", default=str(REPO.parent / "shared" / "data"))
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "distill"))
     p.add_argument("--langs", default="de,ja,zh,fr")
-    p.add_argument("--pairs-per-lang", type=int, default=4000)
+    p.add_argument("--pairs-per-lang", type=int, default=3000)
     p.add_argument("--dev-size", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)

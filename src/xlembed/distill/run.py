@@ -167,7 +167,7 @@ def distill(
         Manifest.from_info(info, "sentence-transformers", "fp32").write(tmp)
         shutil.copy2(log_path, tmp / LOG_NAME)
         write_text_atomic(tmp / SUMMARY_NAME, json.dumps(summary, indent=1, ensure_ascii=False) + "\n")
-        _card(tmp, summary)
+        _card(tmp, out, summary)
     shutil.rmtree(work_dir, ignore_errors=True)  # checkpoints are large; the log went into the folder
     return summary
 
@@ -177,7 +177,7 @@ def _dev_row(label: str, figures: dict | None) -> dict:
     return {"weights": label, **{k: v for k, v in figures.items()}}
 
 
-def _card(folder: Path, summary: dict) -> None:
+def _card(folder: Path, out: Path, summary: dict) -> None:
     training, cfg, data = summary["training"], summary["config"], summary["data"]
     facts = [
         ("Teacher", f"{summary['teacher']} ({summary['teacher_source']})"),
@@ -199,7 +199,7 @@ def _card(folder: Path, summary: dict) -> None:
         ],
         "Tatoeba top-1 (%), measured at the end": summary["tatoeba"],
     }
-    usage = (f"import xlembed\nmodel = xlembed.load({str(folder.name)!r})  # or sentence_transformers.SentenceTransformer(path)\n"
+    usage = (f"import xlembed\nmodel = xlembed.load({str(out)!r})  # or sentence_transformers.SentenceTransformer(path)\n"
              "vectors = model.encode(['Wie spät ist es?'])  # in the teacher's space: search an index built with the teacher")
     write_model_card(folder, f"{summary['teacher']} distilled into {summary['student']}", facts, tables, usage,
                      summary.get("command"))
