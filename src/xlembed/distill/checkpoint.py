@@ -13,11 +13,10 @@ from __future__ import annotations
 import json
 import os
 import random
-import shutil
-import tempfile
 from pathlib import Path
 
 from ..errors import BadInputError, ModelFilesError
+from ..paths import atomic_folder
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_WEIGHTS = "best.safetensors"
@@ -35,9 +34,7 @@ class Checkpoint:
         import torch
         from safetensors.torch import save_model
 
-        self.folder.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{self.folder.name}.", suffix=".tmp", dir=self.folder.parent))
-        try:
+        with atomic_folder(self.folder, overwrite=True) as tmp:  # the old checkpoint stays until the new is whole
             save_model(model, str(tmp / "model.safetensors"))
             torch.save(
                 {
@@ -55,17 +52,6 @@ class Checkpoint:
             for f in tmp.iterdir():
                 with open(f, "rb") as fh:
                     os.fsync(fh.fileno())
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
-        old = None
-        if self.folder.exists():
-            old = self.folder.with_name(f".{self.folder.name}.old-{os.getpid()}")
-            shutil.rmtree(old, ignore_errors=True)
-            os.replace(self.folder, old)
-        os.replace(tmp, self.folder)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
 
     def load(self, model, optimizer, scheduler, fingerprint: str) -> dict:
         """Restore everything saved; returns the loop state. Refuses a checkpoint of other data or config."""

@@ -33,7 +33,9 @@ SUMMARY_NAME = "distill_results.json"
 
 def tatoeba_langs(trained: Sequence[str], folder: Path) -> list[str]:
     """The Tatoeba languages (3-letter) among the trained ones that ``folder`` holds."""
-    have = {p.name.split(".")[1].split("-")[0] for p in Path(folder).glob("tatoeba.*-eng.eng")}
+    from ..eval.data import tatoeba_languages
+
+    have = set(tatoeba_languages(folder))
     codes = [TATOEBA_CODES.get(code, code) for code in trained]
     return sorted(c for c in set(codes) if c in have)
 
