@@ -19,10 +19,12 @@ from xlembed.distill.data import ParallelPair
 from xlembed.distill.train import (
     TrainConfig,
     TrainingInterrupted,
+    _loss,
     _step,
     build_student,
     length_batches,
     train_student,
+    warm_start_rows,
 )
 from xlembed.errors import BadInputError
 from tiny_models import WORDS, make_tiny_st_folder
@@ -83,6 +85,37 @@ def test_one_step_lowers_the_loss(tiny):
     before = _step(model, optimizer, scheduler, None, config, texts, targets, "")
     after = _step(model, optimizer, scheduler, None, config, texts, targets, "")
     assert after < before * 0.95, (before, after)
+
+
+def test_contrastive_term_is_infonce_over_the_distinct_teacher_vectors():
+    import torch
+
+    torch.manual_seed(0)
+    targets = torch.nn.functional.normalize(torch.randn(3, 8), dim=-1)
+    rows = targets[[0, 0, 1, 2]]  # a pair's two sides share the first target
+    out = torch.randn(4, 8)
+    mse = torch.nn.functional.mse_loss(out, rows)
+    assert torch.allclose(_loss(out, rows, TrainConfig()), mse)
+    # by hand: cosine of each output to the 3 distinct targets / 0.05, cross-entropy to its own
+    cos = torch.nn.functional.normalize(out, dim=-1) @ targets.T
+    own = torch.tensor([0, 0, 1, 2])
+    ce = -(torch.log_softmax(cos / 0.05, dim=-1)[torch.arange(4), own]).mean()
+    got = _loss(out, rows, TrainConfig(contrastive_weight=0.5))
+    assert torch.allclose(got, mse + 0.5 * ce, atol=1e-5)
+    # outputs equal to their targets score better than shuffled ones
+    assert _loss(rows.clone(), rows, TrainConfig(contrastive_weight=0.5)) < _loss(rows[[2, 3, 0, 1]], rows, TrainConfig(contrastive_weight=0.5))
+
+
+def test_warm_start_rows_map_both_sides_onto_the_english_sentence():
+    pairs = _pairs(30)
+    texts, english = warm_start_rows(pairs, TrainConfig(warm_start_sentences=10, warm_start_fit="english"))
+    assert texts == english and len(texts) == 10 and set(texts) <= {p.en for p in pairs}
+    texts, english = warm_start_rows(pairs, TrainConfig(warm_start_sentences=10, warm_start_fit="both"))
+    assert len(texts) == len(english) == 20
+    other_of = {p.en: p.other for p in pairs}
+    for i in range(0, 20, 2):
+        assert texts[i] == english[i] == english[i + 1] and texts[i + 1] == other_of[english[i]]
+    assert warm_start_rows(pairs, TrainConfig(warm_start_sentences=10, warm_start_fit="both")) == (texts, english)
 
 
 def test_length_batches_cover_every_sentence_once_and_bucket_by_length():
@@ -195,7 +228,8 @@ def test_refuses_to_overwrite_a_checkpoint_and_resume_without_one(tiny, tmp_path
 
 
 def test_bad_settings_are_refused(tiny, tmp_path):
-    for bad in ({"epochs": 0}, {"batch_size": 1}, {"warmup": 1.5}, {"warm_start": "maybe"}, {"fp16": True}):
+    for bad in ({"epochs": 0}, {"batch_size": 1}, {"warmup": 1.5}, {"warm_start": "maybe"}, {"fp16": True},
+                {"warm_start_fit": "french"}, {"contrastive_weight": -1.0}, {"contrastive_temperature": 0.0}):
         with pytest.raises(BadInputError):
             TrainConfig(**bad).check()
     with pytest.raises(BadInputError, match="no training pairs"):
@@ -266,6 +300,21 @@ def test_cli_distill_names_the_malformed_line(tiny, tmp_path):
                                       "--train", str(bad), "--out", str(tmp_path / "o"), "--dev-size", "0"])
     assert result.exit_code == 2
     assert f"{bad}:2" in result.output
+
+
+def test_cli_distill_refuses_an_unknown_warm_start_fit(tiny, tmp_path):
+    from typer.testing import CliRunner
+
+    from xlembed.cli import app
+
+    data = tmp_path / "toy.en-xx.tsv"
+    _write_tsv(data, _pairs(20))
+    result = CliRunner().invoke(app, ["distill", "--teacher", tiny[0].info.source, "--student", tiny[1].info.source,
+                                      "--train", str(data), "--out", str(tmp_path / "o"), "--dev-size", "0",
+                                      "--warm-start-fit", "french"])
+    assert result.exit_code == 2
+    assert "warm_start_fit must be english or both, got 'french'" in result.output
+    assert not (tmp_path / "o").exists()
 
 
 # ---------------------------------------------------------------- real models

@@ -63,6 +63,17 @@ def final_figures(student: Encoder, teacher: Encoder, tatoeba_dir: Path | None, 
     return rows
 
 
+def trained_encoder(model, student: Encoder, teacher: Encoder, name: str, source: str | None = None) -> Encoder:
+    """The trained SentenceTransformer ``model`` as an Encoder: the student's settings in the teacher's space."""
+    from ..backends.torch_backend import TorchEncoder
+
+    info = dataclasses.replace(
+        student.info, name=name, source=source or name, dim=teacher.dim,
+        normalized_output=bool(teacher.info.normalized_output), notes=[],
+    )
+    return TorchEncoder(model, info)
+
+
 def distill(
     *,
     teacher: str | None,
@@ -137,13 +148,8 @@ def distill(
     model, result = train_student(student_enc, teacher_enc, train_pairs, dev_pairs, work_dir, config,
                                   cache_root=cache_root, resume=resume, progress=progress, log=log)
 
-    from ..backends.torch_backend import TorchEncoder
-
-    info = dataclasses.replace(
-        student_enc.info, name=out.name, source=str(out), dim=teacher_enc.dim,
-        normalized_output=bool(teacher_enc.info.normalized_output), notes=[],
-    )
-    trained = TorchEncoder(model, info)
+    trained = trained_encoder(model, student_enc, teacher_enc, out.name, source=str(out))
+    info = trained.info
     figures = final_figures(trained, teacher_enc, tatoeba_dir, t_langs, tatoeba_limit)
     summary = {
         "kind": "transformer",
@@ -192,6 +198,12 @@ def _card(folder: Path, out: Path, summary: dict) -> None:
         ("Optimiser", f"AdamW lr {cfg['lr']} (projection {cfg['head_lr']}), warmup {cfg['warmup']}, "
                       f"weight decay {cfg['weight_decay']}, clip {cfg['max_grad_norm']}, max length {cfg['max_length']}, "
                       f"word embeddings {'frozen' if cfg['freeze_embeddings'] else 'trained'}"),
+        ("Loss", "MSE to the teacher's vectors (English and translation)"
+                 + (f" + {cfg['contrastive_weight']} x in-batch InfoNCE (temperature {cfg['contrastive_temperature']})"
+                    if cfg.get("contrastive_weight") else "")),
+        ("Warm start", f"ridge map (alpha {cfg['warm_start_alpha']}) fitted on {cfg['warm_start_sentences']} "
+                       + ("pairs, both sides onto the English teacher vector" if cfg.get("warm_start_fit") == "both"
+                          else "English sentences") + f" ({cfg['warm_start']})"),
         ("Training time", f"{training['seconds']} s ({training['sentences_per_second']} sentences/s)"),
     ]
     tables = {

@@ -64,6 +64,9 @@ class TrainConfig:
     warm_start_sentences: int = 4000  # English training sentences the ridge map is fitted on
     warm_start_alpha: float = 0.1
     warm_start: str = "auto"  # auto: when the student is not the teacher; "on" / "off"
+    contrastive_weight: float = 0.0  # weight of an in-batch InfoNCE term against the teacher's vectors (0: MSE only)
+    contrastive_temperature: float = 0.05
+    warm_start_fit: str = "both"  # both: student(en) and student(xx) -> teacher(en); english: student(en) only
     bucket_size: int = 50  # batches per length bucket (sorted inside, shuffled across)
     fp16: bool = False  # CUDA autocast only; bf16 training on CPU measured 5x slower: not offered
     seed: int = 0
@@ -74,12 +77,19 @@ class TrainConfig:
             raise BadInputError(f"epochs must be >= 1, got {self.epochs}")
         if self.batch_size < 2:
             raise BadInputError(f"batch_size must be >= 2 sentences, got {self.batch_size}")
+        if not self.contrastive_weight >= 0 or not self.contrastive_temperature > 0:
+            raise BadInputError(
+                f"contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
+                f"{self.contrastive_weight} and {self.contrastive_temperature}"
+            )
         if not (self.lr > 0 and self.head_lr > 0):
             raise BadInputError(f"learning rates must be > 0, got lr={self.lr}, head_lr={self.head_lr}")
         if not 0 <= self.warmup < 1:
             raise BadInputError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.max_length < 8:
             raise BadInputError(f"max_length must be >= 8 tokens, got {self.max_length}")
+        if self.warm_start_fit not in ("english", "both"):
+            raise BadInputError(f"warm_start_fit must be english or both, got {self.warm_start_fit!r}")
         if self.warm_start not in ("auto", "on", "off"):
             raise BadInputError(f"warm_start must be auto, on or off, got {self.warm_start!r}")
         if self.fp16 and not self.device.startswith("cuda"):
@@ -139,12 +149,20 @@ def build_student(student: Encoder, head: LinearMap | None, normalize: bool, dev
     return model
 
 
-def fit_head(student: Encoder, teacher_vectors: np.ndarray, english: Sequence[str], prefix: str, alpha: float) -> LinearMap:
-    """The ridge map from the student's raw (un-normalised) vectors to the teacher's, on English sentences."""
+def raw_student(student: Encoder) -> Encoder:
+    """The student without its trailing Normalize: the vectors the warm-start map takes.
+
+    Its name differs from the student's, so embedding caches never mix raw and normalised vectors.
+    """
     from ..backends.torch_backend import TorchEncoder
 
-    raw = TorchEncoder(_sequential(strip_normalize(student.model)), dataclasses.replace(student.info))
-    vectors = raw.encode(list(english), batch_size=64, prompt=prefix)
+    info = dataclasses.replace(student.info, name=f"{student.info.name} (raw, before Normalize)", normalized_output=False)
+    return TorchEncoder(_sequential(strip_normalize(student.model)), info)
+
+
+def fit_head(student: Encoder, teacher_vectors: np.ndarray, texts: Sequence[str], prefix: str, alpha: float) -> LinearMap:
+    """The ridge map from the student's raw (un-normalised) vectors of ``texts`` to ``teacher_vectors`` (same rows)."""
+    vectors = raw_student(student).encode(list(texts), batch_size=64, prompt=prefix)
     return fit_linear_map(vectors, teacher_vectors, alpha=alpha)
 
 
@@ -152,6 +170,21 @@ def warm_start_sentences(train_pairs: Sequence[ParallelPair], config: "TrainConf
     """The English training sentences the warm-start map is fitted on (a seeded sample)."""
     english = sorted({p.en for p in train_pairs})
     return random.Random(config.seed).sample(english, min(config.warm_start_sentences, len(english)))
+
+
+def warm_start_rows(train_pairs: Sequence[ParallelPair], config: "TrainConfig") -> tuple[list[str], list[str]]:
+    """(student texts, English sentence whose teacher vector each must map to) for the warm-start fit.
+
+    ``warm_start_fit='english'``: ``warm_start_sentences`` English sentences onto themselves.
+    ``'both'``: as many pairs (a seeded sample), each side onto the English sentence's teacher vector,
+    the closed-form version of the training objective.
+    """
+    if config.warm_start_fit == "english":
+        english = warm_start_sentences(train_pairs, config)
+        return english, english
+    pairs = sorted(set((p.en, p.other) for p in train_pairs))
+    pairs = random.Random(config.seed).sample(pairs, min(config.warm_start_sentences, len(pairs)))
+    return [t for en, xx in pairs for t in (en, xx)], [en for en, _ in pairs for _ in (0, 1)]
 
 
 def _sequential(modules):
@@ -305,9 +338,9 @@ def train_student(
     head = None
     if use_head and not resume:
         t0 = time.perf_counter()
-        fit_en = warm_start_sentences(train_pairs, config)
-        head = fit_head(student, np.stack([target_of[t] for t in fit_en]), fit_en, s_prefix, config.warm_start_alpha)
-        emit({"event": "warm_start", "sentences": len(fit_en), "alpha": config.warm_start_alpha,
+        fit_texts, fit_en = warm_start_rows(train_pairs, config)
+        head = fit_head(student, np.stack([target_of[t] for t in fit_en]), fit_texts, s_prefix, config.warm_start_alpha)
+        emit({"event": "warm_start", "sentences": len(fit_texts), "fit": config.warm_start_fit, "alpha": config.warm_start_alpha,
               "seconds": round(time.perf_counter() - t0, 2)})
     elif use_head:  # resuming: the checkpoint's weights replace this placeholder
         head = LinearMap(np.zeros((student.dim, teacher.dim), np.float32), np.zeros(teacher.dim, np.float32))
@@ -452,7 +485,7 @@ def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targe
     if scaler is not None:
         with torch.autocast("cuda", dtype=torch.float16):
             out = model(features)["sentence_embedding"]
-        loss = torch.nn.functional.mse_loss(out.float(), targets)
+        loss = _loss(out.float(), targets, config)
         scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
@@ -460,7 +493,7 @@ def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targe
         scaler.update()
     else:
         out = model(features)["sentence_embedding"]
-        loss = torch.nn.functional.mse_loss(out, targets)
+        loss = _loss(out, targets, config)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
@@ -469,6 +502,25 @@ def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targe
     if not math.isfinite(value):
         raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}, head_lr={config.head_lr})")
     return value
+
+
+def _loss(out, targets, config: TrainConfig):
+    """MSE to the teacher's vectors, plus ``contrastive_weight`` x in-batch InfoNCE against them.
+
+    The contrastive term asks each student vector to be nearer its own teacher vector than the other
+    teacher vectors of the batch (cosine / ``contrastive_temperature``): what retrieval measures.
+    Rows sharing a target (a pair's two sides) share one candidate.
+    """
+    import torch
+
+    loss = torch.nn.functional.mse_loss(out, targets)
+    if config.contrastive_weight:
+        candidates, label = torch.unique(targets, dim=0, return_inverse=True)
+        if len(candidates) > 1:
+            logits = torch.nn.functional.normalize(out, dim=-1) @ torch.nn.functional.normalize(candidates, dim=-1).T
+            loss = loss + config.contrastive_weight * torch.nn.functional.cross_entropy(
+                logits / config.contrastive_temperature, label)
+    return loss
 
 
 def _linear_schedule(warmup_steps: int, total_steps: int):
