@@ -20,6 +20,7 @@ Results go to benchmarks/results/distill/ as JSON and Markdown with the command 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import shlex
 import sys
@@ -38,7 +39,7 @@ from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
 from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
 from xlembed.distill.run import TATOEBA_CODES, distill  # noqa: E402
 from xlembed.distill.teacher_cache import TeacherCache  # noqa: E402
-from xlembed.distill.train import TrainConfig, fit_head, train_student, warm_start_sentences  # noqa: E402
+from xlembed.distill.train import TrainConfig, fit_head, raw_student, train_student, warm_start_rows  # noqa: E402
 from xlembed.eval.cache import EmbeddingCache  # noqa: E402
 from xlembed.eval.tasks import sts, tatoeba  # noqa: E402
 
@@ -56,8 +57,15 @@ def parse_args(argv=None):
     p.add_argument("--dev-size", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=TrainConfig.lr)
-    p.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
+    p.add_argument("--lr", type=float, default=2e-4)
+    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--warm-start-fit", default="both", choices=["english", "both"])
+    p.add_argument("--contrastive-weight", type=float, default=0.0)
+    p.add_argument("--max-chars", type=int, default=150,
+                   help="drop pairs with a side longer than this (long pairs are truncated for the student, not the teacher)")
+    p.add_argument("--exclude-corpora", default="kyoto_wiki_enja",
+                   help="comma-separated corpus folders of data/parallel not to train on (kyoto_wiki_enja: Wikipedia "
+                        "titles and long encyclopedic lines, 83%% of the ja data)")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=100)
     p.add_argument("--train-embeddings", action="store_true", help="train the word-embedding table too (slower)")
@@ -90,21 +98,24 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     codes = [c.strip() for c in args.langs.split(",") if c.strip()]
     t_langs = [TATOEBA_CODES[c] for c in codes if c in TATOEBA_CODES]
-    train_glob = str(data / "parallel" / "*" / f"*.en-{{{','.join(codes)}}}.tsv")
+    excluded = {c.strip() for c in args.exclude_corpora.split(",") if c.strip()}
+    train_files = sorted(str(f) for code in codes for f in (data / "parallel").glob(f"*/*.en-{code}.tsv")
+                         if f.parent.name not in excluded)
     command = shlex.join(["python", "benchmarks/distill_minilm_multilingual.py", *sys.argv[1:]])
     cache_root = REPO / ".cache" / "teacher"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
                          max_length=args.max_length, eval_every=args.eval_every,
-                         freeze_embeddings=not args.train_embeddings, checkpoint_every=200)
+                         freeze_embeddings=not args.train_embeddings, checkpoint_every=200,
+                         warm_start_fit=args.warm_start_fit, contrastive_weight=args.contrastive_weight)
     report = {"command": command, "machine": machine_info(), "versions": versions(),
-              "settings": {**vars(args), "train": train_glob, "config": config.__dict__}}
+              "settings": {**vars(args), "train": train_files, "config": config.__dict__}}
     started = time.perf_counter()
 
     teacher = xlembed.load(str(teacher_dir))
     student = xlembed.load(str(student_dir))
     tato = data / "tatoeba"
     if args.throughput_only:
-        pairs = read_parallel([train_glob], max_pairs_per_lang=args.pairs_per_lang, seed=config.seed)
+        pairs = read_parallel(train_files, max_pairs_per_lang=args.pairs_per_lang, max_chars=args.max_chars, seed=config.seed)
         train_pairs, _ = split_dev(pairs, args.dev_size, seed=config.seed)
         report["throughput"] = throughput(teacher, student, train_pairs[: args.throughput_pairs], config, cache_root)
         report["seconds"] = round(time.perf_counter() - started, 1)
@@ -122,20 +133,24 @@ def main(argv=None) -> int:
 
     print("distilling", file=sys.stderr)
     model_dir = out / "model"
-    summary = distill(teacher=str(teacher_dir), student=str(student_dir), train=[train_glob], out=model_dir,
-                      dev_size=args.dev_size, max_pairs_per_lang=args.pairs_per_lang, config=config,
+    summary = distill(teacher=str(teacher_dir), student=str(student_dir), train=train_files, out=model_dir,
+                      dev_size=args.dev_size, max_chars=args.max_chars, max_pairs_per_lang=args.pairs_per_lang, config=config,
                       overwrite=True, tatoeba_dir=tato, tatoeba_limit=args.tatoeba_limit, cache_root=cache_root,
                       progress=sys.stderr.isatty(), command=command)
     report["distill"] = {k: summary[k] for k in ("data", "training", "dev_evals", "tatoeba", "seconds")}
 
-    # the warm start alone: the same map the training started from (same sentences, same teacher cache)
-    pairs = read_parallel([train_glob], max_pairs_per_lang=args.pairs_per_lang, seed=config.seed)
+    # the warm start alone: the map the training started from (same rows, same teacher cache), and the
+    # other fit for comparison; the map takes the student's vectors before its Normalize, as in training
+    pairs = read_parallel(train_files, max_pairs_per_lang=args.pairs_per_lang, max_chars=args.max_chars, seed=config.seed)
     train_pairs, _ = split_dev(pairs, args.dev_size, seed=config.seed)
-    fit_en = warm_start_sentences(train_pairs, config)
     cache = TeacherCache(cache_root, teacher)
-    head = fit_head(student, cache.get(fit_en), fit_en, student.resolve_prompt(None), config.warm_start_alpha)
-    warm = cross_model_tatoeba(student, teacher, tato, t_langs, args.tatoeba_limit, mapping=head)
-    report["warm_start_cross_tatoeba"] = {r.language: round(r.scores["accuracy"], 2) for r in warm}
+    raw, prefix = raw_student(student), student.resolve_prompt(None)
+    report["warm_start_cross_tatoeba"] = {}
+    for fit in ("english", "both"):
+        fit_texts, fit_en = warm_start_rows(train_pairs, dataclasses.replace(config, warm_start_fit=fit))
+        head = fit_head(student, cache.get(fit_en), fit_texts, prefix, config.warm_start_alpha)
+        warm = cross_model_tatoeba(raw, teacher, tato, t_langs, args.tatoeba_limit, mapping=head, student_prompt=prefix)
+        report["warm_start_cross_tatoeba"][fit] = {r.language: round(r.scores["accuracy"], 2) for r in warm}
 
     trained = xlembed.load(str(model_dir))
     report["after"] = {
@@ -254,7 +269,9 @@ def goals(report: dict) -> list[dict]:
 
 
 def markdown(rep: dict) -> str:
-    b, a, w = rep["before"], rep["after"], rep["warm_start_cross_tatoeba"]
+    b, a, ws_all = rep["before"], rep["after"], rep["warm_start_cross_tatoeba"]
+    fit = rep["settings"]["config"].get("warm_start_fit", "english")
+    w, w_en = ws_all[fit], ws_all["english"]
     d = rep["distill"]
     tr = d["training"]
     langs = list(a["cross_tatoeba"])
@@ -266,13 +283,20 @@ def markdown(rep: dict) -> str:
         f"{tr['steps']} steps ({tr['epochs_done']} epochs, stopped: {tr['stopped']}), training {tr['seconds']} s "
         f"({tr['sentences_per_second']} sentences/s); whole benchmark {rep['seconds']} s.",
         "",
+        f"Recipe: lr {rep['settings']['lr']} (projection {rep['settings']['head_lr']}), batch {rep['settings']['batch_size']} "
+        f"sentences, max length {rep['settings']['max_length']}, word embeddings "
+        f"{'trained' if rep['settings']['train_embeddings'] else 'frozen'}, warm-start map fitted on {fit}, contrastive "
+        f"weight {rep['settings'].get('contrastive_weight', 0.0)}; pairs with a side over {rep['settings'].get('max_chars')} "
+        f"characters dropped; corpora left out: {rep['settings'].get('exclude_corpora') or 'none'}.",
+        "",
         "Tatoeba top-1 (%, both directions averaged):",
         "",
-        "| language | teacher own | student own, untrained | warm start cross | distilled cross | distilled own |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| language | teacher own | student own, untrained | warm start cross, English-only map | "
+        f"warm start cross, the start ({fit}) | distilled cross | distilled own |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
     ]
     for lang in langs:
-        lines.append(f"| {lang} | {b['teacher_tatoeba'].get(lang)} | {b['student_tatoeba'].get(lang)} | {w.get(lang)} "
+        lines.append(f"| {lang} | {b['teacher_tatoeba'].get(lang)} | {b['student_tatoeba'].get(lang)} | {w_en.get(lang)} | {w.get(lang)} "
                      f"| {a['cross_tatoeba'][lang]} | {a['student_tatoeba'][lang]} |")
     lines += ["", f"STS17 en-en Spearman: teacher {b['teacher_sts17_en_en']}, untrained student {b['student_sts17_en_en']}, "
                   f"distilled {a['student_sts17_en_en']}.", ""]
