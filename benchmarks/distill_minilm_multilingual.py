@@ -57,8 +57,8 @@ def parse_args(argv=None):
     p.add_argument("--dev-size", type=int, default=1000)
     p.add_argument("--epochs", type=int, default=1)
     p.add_argument("--batch-size", type=int, default=64)
-    p.add_argument("--lr", type=float, default=2e-4)
-    p.add_argument("--head-lr", type=float, default=1e-3)
+    p.add_argument("--lr", type=float, default=TrainConfig.lr)
+    p.add_argument("--head-lr", type=float, default=TrainConfig.head_lr)
     p.add_argument("--warm-start-fit", default="both", choices=["english", "both"])
     p.add_argument("--contrastive-weight", type=float, default=0.0)
     p.add_argument("--max-chars", type=int, default=150,
