@@ -29,10 +29,11 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from encode_speed import machine_info  # noqa: E402
 
 import xlembed  # noqa: E402
+from xlembed.distill.checkpoint import START_WEIGHTS  # noqa: E402
 from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
 from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
 from xlembed.distill.run import trained_encoder  # noqa: E402
-from xlembed.distill.train import TrainConfig, train_student  # noqa: E402
+from xlembed.distill.train import TrainConfig, interpolate_weights, train_student  # noqa: E402
 from xlembed.eval.tasks import sts, tatoeba  # noqa: E402
 
 LANGS = {"de": "deu", "fr": "fra", "zh": "cmn", "ja": "jpn"}
@@ -53,6 +54,9 @@ def parse_args(argv=None):
     p.add_argument("--max-chars", type=int, default=1000)
     p.add_argument("--exclude-corpora", default="", help="comma-separated corpus folders of data/parallel to leave out")
     p.add_argument("--train-embeddings", action="store_true")
+    p.add_argument("--interpolate", default="",
+                   help="comma-separated weights a: also evaluate (1-a) x warm start + a x trained weights (WiSE-FT), "
+                        "one row each (the first row is always the trained weights, a=1)")
     return p.parse_args(argv)
 
 
@@ -73,32 +77,42 @@ def main(argv=None) -> int:
     config = TrainConfig(batch_size=64, lr=args.lr, head_lr=args.head_lr, max_length=64,
                          freeze_embeddings=not args.train_embeddings, eval_every=100, checkpoint_every=0,
                          warm_start_fit=args.warm_start_fit, epochs=args.epochs, patience=None,
-                         contrastive_weight=args.contrastive_weight)
+                         contrastive_weight=args.contrastive_weight, interpolate=1.0)
+    command = shlex.join(["python", "benchmarks/distill_recipe_sweep.py", *(argv if argv is not None else sys.argv[1:])])
     with tempfile.TemporaryDirectory() as work:
         model, result = train_student(student, teacher, train, dev, Path(work) / "run", config,
                                       cache_root=REPO / ".cache" / "teacher", progress=False)
-    trained = trained_encoder(model, student, teacher, f"sweep-{args.tag}")
+        rows = [evaluate_row(args.tag, model, student, teacher, data, command, len(train), result)]
+        trained_state = {k: v.clone() for k, v in model.state_dict().items()}
+        for a in [float(a) for a in args.interpolate.split(",") if a]:
+            model.load_state_dict(trained_state)
+            interpolate_weights(model, Path(work) / "run" / START_WEIGHTS, a)
+            rows.append(evaluate_row(f"{args.tag}-wise{a:g}", model, student, teacher, data, command, len(train), result))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
+        for row in rows:
+            f.write(json.dumps(row, ensure_ascii=False) + "\n")
+    every = [json.loads(line) for line in (out / "runs.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
+    (out / "runs.md").write_text(markdown(every), encoding="utf-8")
+    print(markdown(rows))
+    return 0
+
+
+def evaluate_row(tag, model, student, teacher, data: Path, command: str, n_train: int, result) -> dict:
+    trained = trained_encoder(model, student, teacher, f"sweep-{tag}")
     tato, langs = data / "tatoeba", list(LANGS.values())
     cross = cross_model_tatoeba(trained, teacher, tato, langs)
     own = tatoeba(trained, tato, langs)
-    row = {
-        "tag": args.tag,
-        "command": shlex.join(["python", "benchmarks/distill_recipe_sweep.py", *(argv if argv is not None else sys.argv[1:])]),
-        "train_pairs": len(train), "steps": result.steps, "train_seconds": result.seconds,
+    return {
+        "tag": tag, "command": command,
+        "train_pairs": n_train, "steps": result.steps, "train_seconds": result.seconds,
         "cross": {r.language: round(r.scores["accuracy"], 1) for r in cross},
         "own": {r.language: round(r.scores["accuracy"], 1) for r in own},
         "sts17_en_en": round(sts(trained, data / "sts17" / "STS17.en-en.tsv")[0].scores["spearman"], 2),
         "english_cosine": round(float(np.mean([r.scores["english_cosine"] for r in cross])), 3),
         "dev_start": result.warm_start, "dev_kept": result.best, "machine": machine_info().get("cpu"),
     }
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    with open(out / "runs.jsonl", "a", encoding="utf-8") as f:
-        f.write(json.dumps(row, ensure_ascii=False) + "\n")
-    rows = [json.loads(line) for line in (out / "runs.jsonl").read_text(encoding="utf-8").splitlines() if line.strip()]
-    (out / "runs.md").write_text(markdown(rows), encoding="utf-8")
-    print(markdown([row]))
-    return 0
 
 
 def markdown(rows: list[dict]) -> str:

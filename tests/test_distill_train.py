@@ -3,6 +3,7 @@ reused, the best weights are kept, bad input is refused; on real models a short 
 
 from __future__ import annotations
 
+import copy
 import json
 import os
 import random
@@ -15,6 +16,7 @@ import numpy as np
 import pytest
 
 import xlembed
+from xlembed.distill.checkpoint import START_WEIGHTS, Checkpoint
 from xlembed.distill.data import ParallelPair
 from xlembed.distill.train import (
     TrainConfig,
@@ -211,6 +213,23 @@ def test_best_checkpoint_is_never_worse_than_the_warm_start(tiny, tmp_path):
     assert result.best["dev_mse"] <= result.warm_start["dev_mse"]
 
 
+def test_interpolate_hands_back_the_mix_of_warm_start_and_kept_weights(tiny, tmp_path):
+    kept, _ = _run(tiny, tmp_path, "kept", interpolate=1.0)  # no dev split: the kept weights are the last ones
+    mixed, _ = _run(tiny, tmp_path, "mixed", interpolate=0.25)
+    start = copy.deepcopy(kept)
+    Checkpoint(tmp_path).load_best(start, tmp_path / "mixed" / START_WEIGHTS)
+    k, s, m = _weights(kept), _weights(start), _weights(mixed)
+    moved = [key for key in k if not np.allclose(k[key].numpy(), s[key].numpy())]
+    assert moved  # training changed weights, so the check below compares different tensors
+    for key in k:
+        np.testing.assert_allclose(m[key].numpy(), (0.75 * s[key] + 0.25 * k[key]).numpy(), rtol=1e-5, atol=1e-6)
+    # with a dev split, the handed-back weights get their own dev figures
+    _, plain = _run(tiny, tmp_path, "dev-kept", dev=True, interpolate=1.0)
+    _, result = _run(tiny, tmp_path, "dev-mixed", dev=True, interpolate=0.25)
+    assert plain.final == plain.best and result.best == plain.best  # same training, other weights handed back
+    assert result.final["interpolate"] == 0.25 and result.final["step"] == result.steps
+
+
 def test_early_stopping_stops_after_patience_evaluations(tiny, tmp_path):
     _, result = _run(tiny, tmp_path, "patient", dev=True, epochs=4, lr=0.5, head_lr=0.5, patience=1)
     assert result.stopped == "early_stopping" and result.steps < 24
@@ -229,7 +248,8 @@ def test_refuses_to_overwrite_a_checkpoint_and_resume_without_one(tiny, tmp_path
 
 def test_bad_settings_are_refused(tiny, tmp_path):
     for bad in ({"epochs": 0}, {"batch_size": 1}, {"warmup": 1.5}, {"warm_start": "maybe"}, {"fp16": True},
-                {"warm_start_fit": "french"}, {"contrastive_weight": -1.0}, {"contrastive_temperature": 0.0}):
+                {"warm_start_fit": "french"}, {"contrastive_weight": -1.0}, {"contrastive_temperature": 0.0},
+                {"interpolate": 0.0}, {"interpolate": 1.5}):
         with pytest.raises(BadInputError):
             TrainConfig(**bad).check()
     with pytest.raises(BadInputError, match="no training pairs"):

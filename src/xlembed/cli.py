@@ -303,6 +303,7 @@ def distill(
     warm_start: str = typer.Option("auto", "--warm-start", help="auto, on or off: fit a linear map into the teacher's space first."),
     warm_start_fit: Optional[str] = typer.Option(None, "--warm-start-fit", help="english: fit the map on English sentences only; both: also map translations onto the English teacher vector."),
     contrastive_weight: Optional[float] = typer.Option(None, "--contrastive-weight", help="Add this weight x in-batch InfoNCE to the teacher's vectors to the MSE (0: MSE only)."),
+    interpolate: Optional[float] = typer.Option(None, "--interpolate", help="Output weights = (1-A) x warm start + A x trained (WiSE-FT; default 0.7; 1: the trained weights)."),
     fp16: bool = typer.Option(False, "--fp16", help="fp16 autocast (CUDA only)."),
     device: Optional[str] = typer.Option(None, "--device", help="cpu or cuda (default: cuda when available)."),
     seed: int = typer.Option(0, "--seed", help="Seed of shuffles, the dev split and initialisation."),
@@ -323,7 +324,7 @@ def distill(
     given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
              "max_length": max_length, "eval_every": eval_every, "patience": patience,
              "checkpoint_every": checkpoint_every, "warm_start_fit": warm_start_fit,
-             "contrastive_weight": contrastive_weight}
+             "contrastive_weight": contrastive_weight, "interpolate": interpolate}
     given = {k: v for k, v in given.items() if v is not None}
     if student == "static":
         static_options = {k: v for k, v in {"dim": dim, "storage": storage, "epochs": epochs,

@@ -20,6 +20,7 @@ from ..paths import atomic_folder
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_WEIGHTS = "best.safetensors"
+START_WEIGHTS = "start.safetensors"  # the warm start, for the final interpolation
 FORMAT = 1
 
 

@@ -204,12 +204,16 @@ def _card(folder: Path, out: Path, summary: dict) -> None:
         ("Warm start", f"ridge map (alpha {cfg['warm_start_alpha']}) fitted on {cfg['warm_start_sentences']} "
                        + ("pairs, both sides onto the English teacher vector" if cfg.get("warm_start_fit") == "both"
                           else "English sentences") + f" ({cfg['warm_start']})"),
+        ("Output weights", "the kept weights" if cfg.get("interpolate", 1) >= 1 else
+                           f"{1 - cfg['interpolate']:.2g} x warm start + {cfg['interpolate']:.2g} x kept weights (WiSE-FT)"),
         ("Training time", f"{training['seconds']} s ({training['sentences_per_second']} sentences/s)"),
     ]
     tables = {
         "Dev split (MSE to the teacher, top-1 retrieval in %)": [
             _dev_row("warm start (before training)", training["warm_start"]),
             _dev_row("kept (best dev MSE)", training["best"]),
+            *([_dev_row("output (interpolated with the warm start)", training["final"])]
+              if training.get("final") and training["final"] != training["best"] else []),
         ],
         "Tatoeba top-1 (%), measured at the end": summary["tatoeba"],
     }
