@@ -44,11 +44,13 @@ EXTERNAL_DATA_BYTES = 1_800_000_000  # above this the weights go to model.onnx.d
 # EPYC with avx512_vnni). Per-channel weight scales: cosine to torch fp32 mean 0.9969 (min 0.987) over
 # 2,500 Tatoeba sentences vs 0.9903 (min 0.977) per-tensor; Tatoeba jpn+deu (500 pairs each) lost
 # 0.5-0.65 points vs 0.9-2.3 per-tensor; same speed. Quantizing the Gather (embedding table) too costs
-# no accuracy and makes the file 114 MB instead of 389 MB (MatMul only). reduce_range (for CPUs
-# without VNNI) and onnxruntime's quant_pre_process changed neither speed nor accuracy here.
+# no accuracy and makes the file 114 MB instead of 389 MB (MatMul only). onnxruntime's
+# quant_pre_process changed neither speed nor accuracy. reduce_range (7-bit weights) changed nothing on
+# that avx512_vnni host, but on an AVX2-only host (no VNNI: the u8s8 kernel saturates) Tatoeba jpn (500
+# pairs) fell 87.6 -> 85.0 without it and 87.6 -> 86.9 with it (deu 97.7 -> 97.2): on by default.
 QUANT_OPTIONS: dict = {
     "per_channel": True,
-    "reduce_range": False,
+    "reduce_range": True,
     "op_types_to_quantize": None,  # None: every op type onnxruntime can quantize (MatMul, Gather, ...)
     "extra_options": {},
 }
@@ -370,6 +372,8 @@ def onnx_cache_folder(source: Path, precision: str, pooling_override: str | None
         raise BadInputError(f"ONNX folders hold precision 'fp32' or 'int8', not {precision!r}")
     source = Path(source).expanduser().resolve()
     parts = [f"xlembed={__version__}", f"precision={precision}", f"source={source}", f"pooling={pooling_override}"]
+    if precision == "int8":
+        parts.append(f"quant={sorted(QUANT_OPTIONS.items())}")
     files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))
     for path in files:
         stat = path.stat()
