@@ -16,7 +16,7 @@ import numpy as np
 import pytest
 
 import xlembed
-from xlembed.distill.checkpoint import START_WEIGHTS, Checkpoint
+from xlembed.distill.checkpoint import START_WEIGHTS, load_weights
 from xlembed.distill.data import ParallelPair
 from xlembed.distill.train import (
     TrainConfig,
@@ -24,11 +24,12 @@ from xlembed.distill.train import (
     _loss,
     _step,
     build_student,
+    interpolate_weights,
     length_batches,
     train_student,
     warm_start_rows,
 )
-from xlembed.errors import BadInputError
+from xlembed.errors import BadInputError, ModelFilesError
 from tiny_models import WORDS, make_tiny_st_folder
 
 PARALLEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "parallel"
@@ -217,7 +218,7 @@ def test_interpolate_hands_back_the_mix_of_warm_start_and_kept_weights(tiny, tmp
     kept, _ = _run(tiny, tmp_path, "kept", interpolate=1.0)  # no dev split: the kept weights are the last ones
     mixed, _ = _run(tiny, tmp_path, "mixed", interpolate=0.25)
     start = copy.deepcopy(kept)
-    Checkpoint(tmp_path).load_best(start, tmp_path / "mixed" / START_WEIGHTS)
+    load_weights(start, tmp_path / "mixed" / START_WEIGHTS, "start")
     k, s, m = _weights(kept), _weights(start), _weights(mixed)
     moved = [key for key in k if not np.allclose(k[key].numpy(), s[key].numpy())]
     assert moved  # training changed weights, so the check below compares different tensors
@@ -228,6 +229,15 @@ def test_interpolate_hands_back_the_mix_of_warm_start_and_kept_weights(tiny, tmp
     _, result = _run(tiny, tmp_path, "dev-mixed", dev=True, interpolate=0.25)
     assert plain.final == plain.best and result.best == plain.best  # same training, other weights handed back
     assert result.final["interpolate"] == 0.25 and result.final["step"] == result.steps
+
+
+def test_interpolate_without_the_start_weights_says_which_file_is_missing(tiny, tmp_path):
+    model, _ = _run(tiny, tmp_path, "kept", interpolate=1.0)
+    before = _weights(model)
+    with pytest.raises(ModelFilesError, match=r"start\.safetensors.*missing.*train again"):
+        interpolate_weights(model, tmp_path / "gone" / START_WEIGHTS, 0.5)
+    after = _weights(model)
+    assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # nothing half-changed
 
 
 def test_early_stopping_stops_after_patience_evaluations(tiny, tmp_path):

@@ -83,19 +83,26 @@ class Checkpoint:
         random.setstate(_unflatten_random_state(saved["python_rng"]))
         return state
 
-    def save_best(self, model, path: Path) -> None:
-        from safetensors.torch import save_model
+def save_weights(model, path: Path) -> None:
+    """Write the model's weights to ``path`` (safetensors) through a temporary name: never half-written."""
+    from safetensors.torch import save_model
 
-        tmp = path.with_name(path.name + ".tmp")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        save_model(model, str(tmp))
-        os.replace(tmp, path)
+    tmp = path.with_name(path.name + ".tmp")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    save_model(model, str(tmp))
+    os.replace(tmp, path)
 
-    def load_best(self, model, path: Path) -> None:
-        from safetensors.torch import load_model
 
-        if path.is_file():
-            load_model(model, str(path))
+def load_weights(model, path: Path, what: str) -> None:
+    """Load weights written by :func:`save_weights`; ``what`` names them in the error when the file is missing."""
+    from safetensors.torch import load_model
+
+    if not path.is_file():
+        raise ModelFilesError(f"{path} ({what}) is missing: delete {path.parent} and train again")
+    try:
+        load_model(model, str(path))
+    except Exception as exc:  # noqa: BLE001 - any damage gets the same advice
+        raise ModelFilesError(f"{path} ({what}) is damaged ({exc}): delete {path.parent} and train again") from exc
 
 
 def _flatten_random_state(state) -> list:

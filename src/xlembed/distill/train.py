@@ -33,8 +33,8 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..encoder import Encoder, l2_normalize
-from ..errors import BadInputError, ModelFilesError, XlembedError, XlembedWarning
-from .checkpoint import Checkpoint, CHECKPOINT_DIR, BEST_WEIGHTS, START_WEIGHTS
+from ..errors import BadInputError, XlembedError, XlembedWarning
+from .checkpoint import Checkpoint, CHECKPOINT_DIR, BEST_WEIGHTS, START_WEIGHTS, load_weights, save_weights
 from .data import ParallelPair
 from .teacher_cache import TeacherCache
 from .warm_start import LinearMap, as_torch_dense, fit_linear_map
@@ -392,7 +392,7 @@ def train_student(
         figures = {"step": state["step"], **dev_figures(model, dev_pairs, dev_targets, s_prefix)}
         improved = state["best_mse"] is None or figures["dev_mse"] < state["best_mse"]
         if improved:
-            checkpoint.save_best(model, work_dir / BEST_WEIGHTS)
+            save_weights(model, work_dir / BEST_WEIGHTS)
             state["best_mse"], state["best"], state["since_best"] = figures["dev_mse"], figures, 0
         else:
             state["since_best"] += 1
@@ -401,7 +401,7 @@ def train_student(
         return figures
 
     if not resume:
-        checkpoint.save_best(model, work_dir / START_WEIGHTS)  # what interpolate mixes back in at the end
+        save_weights(model, work_dir / START_WEIGHTS)  # what interpolate mixes back in at the end
         state["warm_start"] = evaluate("warm_start")
         checkpoint.save(model, optimizer, scheduler, state, fingerprint)  # a SIGKILL now loses nothing
 
@@ -464,7 +464,7 @@ def train_student(
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         evaluate("final")
     if dev_pairs:
-        checkpoint.load_best(model, work_dir / BEST_WEIGHTS)
+        load_weights(model, work_dir / BEST_WEIGHTS, "the best weights of this run")
     final = state["best"]
     if config.interpolate < 1:
         interpolate_weights(model, work_dir / START_WEIGHTS, config.interpolate)
@@ -496,11 +496,8 @@ def interpolate_weights(model, start_path: Path, weight: float) -> None:
     """Set the model's weights to (1 - weight) x those saved in ``start_path`` + weight x its own (WiSE-FT)."""
     import torch
 
-    if not start_path.is_file():
-        raise ModelFilesError(f"{start_path} (the weights training started from) is missing: delete "
-                              f"{start_path.parent} and train again, or use interpolate=1")
     own = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    Checkpoint(start_path.parent).load_best(model, start_path)
+    load_weights(model, start_path, "the warm start that interpolate mixes back in")
     start = model.state_dict()
     with torch.no_grad():
         model.load_state_dict({k: torch.lerp(start[k], v, weight) if v.is_floating_point() else v
