@@ -54,6 +54,7 @@ def parse_args(argv=None):
     p.add_argument("--max-chars", type=int, default=1000)
     p.add_argument("--exclude-corpora", default="", help="comma-separated corpus folders of data/parallel to leave out")
     p.add_argument("--train-embeddings", action="store_true")
+    p.add_argument("--no-dropout", action="store_true", help="train the student without its dropout")
     p.add_argument("--interpolate", default="",
                    help="comma-separated weights a: also evaluate (1-a) x warm start + a x trained weights (WiSE-FT), "
                         "one row each (the first row is always the trained weights, a=1)")
@@ -75,7 +76,7 @@ def main(argv=None) -> int:
     pairs = read_parallel(files, max_pairs_per_lang=args.pairs_per_lang, max_chars=args.max_chars, seed=0)
     train, dev = split_dev(pairs, 500, seed=0)
     config = TrainConfig(batch_size=64, lr=args.lr, head_lr=args.head_lr, max_length=64,
-                         freeze_embeddings=not args.train_embeddings, eval_every=100, checkpoint_every=0,
+                         freeze_embeddings=not args.train_embeddings, dropout=not args.no_dropout, eval_every=100, checkpoint_every=0,
                          warm_start_fit=args.warm_start_fit, epochs=args.epochs, patience=None,
                          contrastive_weight=args.contrastive_weight, interpolate=1.0)
     command = shlex.join(["python", "benchmarks/distill_recipe_sweep.py", *(argv if argv is not None else sys.argv[1:])])

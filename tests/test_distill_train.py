@@ -139,7 +139,8 @@ def test_length_batches_cover_every_sentence_once_and_bucket_by_length():
 def _run(tiny, tmp, name, *, on_step=None, resume=False, epochs=2, dev=False, teacher=None, cache=None, **cfg):
     teacher_enc, student = tiny
     pairs = _pairs(60)
-    settings = {"batch_size": 16, "lr": 5e-4, "head_lr": 5e-3, "eval_every": 3, "checkpoint_every": 0, "patience": None}
+    settings = {"batch_size": 16, "lr": 5e-4, "head_lr": 5e-3, "eval_every": 3, "checkpoint_every": 0, "patience": None,
+                "freeze_embeddings": False}
     config = TrainConfig(epochs=epochs, **{**settings, **cfg})
     return train_student(student, teacher or teacher_enc, pairs[:48], pairs[48:] if dev else [], tmp / name, config,
                          cache_root=cache or tmp / "cache", resume=resume, progress=False, on_step=on_step)
@@ -181,7 +182,7 @@ def test_a_periodic_checkpoint_survives_sigkill(tiny, tmp_path):
         "p = _pairs(60)\n"
         "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 7 else None\n"
         "train_student(s, t, p[:48], [], sys.argv[1], TrainConfig(epochs=2, batch_size=16, lr=5e-4, head_lr=5e-3,"
-        " eval_every=3, checkpoint_every=0 if len(sys.argv) < 3 else 3, patience=None), cache_root=sys.argv[1] + '-cache',"
+        " eval_every=3, checkpoint_every=0 if len(sys.argv) < 3 else 3, patience=None, freeze_embeddings=False), cache_root=sys.argv[1] + '-cache',"
         " progress=False, on_step=kill)\n"
     )
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "periodic"], capture_output=True, text=True)
@@ -229,6 +230,25 @@ def test_interpolate_hands_back_the_mix_of_warm_start_and_kept_weights(tiny, tmp
     _, result = _run(tiny, tmp_path, "dev-mixed", dev=True, interpolate=0.25)
     assert plain.final == plain.best and result.best == plain.best  # same training, other weights handed back
     assert result.final["interpolate"] == 0.25 and result.final["step"] == result.steps
+
+
+def test_without_dropout_training_draws_no_random_numbers(tiny, tmp_path):
+    import torch
+
+    def draw(step):  # another user of torch's random generator between the steps
+        torch.rand(1000)
+
+    def same(a, b):
+        wa, wb = _weights(a), _weights(b)
+        return all(np.array_equal(wa[k].numpy(), wb[k].numpy()) for k in wa)
+
+    off, _ = _run(tiny, tmp_path, "off", dropout=False)
+    off_drawn, _ = _run(tiny, tmp_path, "off-drawn", dropout=False, on_step=draw)
+    assert same(off, off_drawn)
+    on, _ = _run(tiny, tmp_path, "on", dropout=True)
+    on_drawn, _ = _run(tiny, tmp_path, "on-drawn", dropout=True, on_step=draw)
+    assert not same(on, on_drawn)  # with dropout the draws change the masks: the check above can fail
+    assert not same(off, on)
 
 
 def test_interpolate_without_the_start_weights_says_which_file_is_missing(tiny, tmp_path):

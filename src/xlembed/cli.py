@@ -296,7 +296,8 @@ def distill(
     lr: Optional[float] = typer.Option(None, "--lr", help="Learning rate (transformer default 2e-4)."),
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the projection into the teacher's space (default 1e-3)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Student tokens per sentence (default 128)."),
-    freeze_embeddings: bool = typer.Option(False, "--freeze-embeddings", help="Keep the word-embedding table fixed (faster; keeps untrained languages)."),
+    freeze_embeddings: bool = typer.Option(True, "--freeze-embeddings/--train-embeddings", help="Keep the word-embedding table fixed (default; 2.8x faster steps on e5-small, keeps untrained languages) or train it too."),
+    dropout: bool = typer.Option(True, "--dropout/--no-dropout", help="Keep the student's dropout on during training (default) or train without it."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between dev evaluations (default 200)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Dev evaluations without improvement before stopping (default 4)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between periodic checkpoints (default 100)."),
@@ -332,7 +333,7 @@ def distill(
         config = TrainConfig(seed=seed)
     else:
         static_options = None
-        config = TrainConfig(**given, freeze_embeddings=freeze_embeddings, warm_start=warm_start, fp16=fp16,
+        config = TrainConfig(**given, freeze_embeddings=freeze_embeddings, dropout=dropout, warm_start=warm_start, fp16=fp16,
                              seed=seed, device=resolve_device(device))
     if tatoeba is None:
         from .eval.bench import default_data_root
