@@ -140,7 +140,7 @@ def _run(tiny, tmp, name, *, on_step=None, resume=False, epochs=2, dev=False, te
     teacher_enc, student = tiny
     pairs = _pairs(60)
     settings = {"batch_size": 16, "lr": 5e-4, "head_lr": 5e-3, "eval_every": 3, "checkpoint_every": 0, "patience": None,
-                "freeze_embeddings": False}
+                "freeze_embeddings": False, "dropout": True}  # dropout on: resume must also restore the RNG state
     config = TrainConfig(epochs=epochs, **{**settings, **cfg})
     return train_student(student, teacher or teacher_enc, pairs[:48], pairs[48:] if dev else [], tmp / name, config,
                          cache_root=cache or tmp / "cache", resume=resume, progress=False, on_step=on_step)
@@ -182,7 +182,7 @@ def test_a_periodic_checkpoint_survives_sigkill(tiny, tmp_path):
         "p = _pairs(60)\n"
         "kill = lambda step: os.kill(os.getpid(), signal.SIGKILL) if step == 7 else None\n"
         "train_student(s, t, p[:48], [], sys.argv[1], TrainConfig(epochs=2, batch_size=16, lr=5e-4, head_lr=5e-3,"
-        " eval_every=3, checkpoint_every=0 if len(sys.argv) < 3 else 3, patience=None, freeze_embeddings=False), cache_root=sys.argv[1] + '-cache',"
+        " eval_every=3, checkpoint_every=0 if len(sys.argv) < 3 else 3, patience=None, freeze_embeddings=False, dropout=True), cache_root=sys.argv[1] + '-cache',"
         " progress=False, on_step=kill)\n"
     )
     proc = subprocess.run([sys.executable, str(script), str(tmp_path / "killed"), "periodic"], capture_output=True, text=True)

@@ -59,8 +59,8 @@ class TrainConfig:
     weight_decay: float = 0.01
     max_grad_norm: float = 1.0
     max_length: int = 128  # student tokens per sentence (longer ones are truncated)
-    # keep the word-embedding table fixed (most of a multilingual model): e5-small steps 2.8x faster, and
-    # training it measured no gain (benchmarks/results/distill-sweep)
+    # keep the word-embedding table fixed (most of a multilingual model): training it took 2.2x longer
+    # for the same steps of e5-small and measured no gain (benchmarks/results/distill-sweep, row -emb)
     freeze_embeddings: bool = True
     dropout: bool = True  # the student's own dropout during training (False: trained as in eval mode)
     eval_every: int = 200  # steps between dev evaluations (0: only at the start and the end)
