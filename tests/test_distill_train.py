@@ -260,6 +260,17 @@ def test_interpolate_without_the_start_weights_says_which_file_is_missing(tiny, 
     assert all(np.array_equal(before[k].numpy(), after[k].numpy()) for k in before)  # nothing half-changed
 
 
+def test_freeze_layers_keeps_the_embeddings_and_the_lowest_layers_fixed(tiny, tmp_path):
+    start = _weights(build_student(tiny[1], None, normalize=True))
+    model, _ = _run(tiny, tmp_path, "frozen1", freeze_layers=1)
+    after = _weights(model)
+    changed = {k for k in start if k in after and not np.array_equal(start[k].numpy(), after[k].numpy())}
+    assert changed and all(".encoder.layer.1." in k or not k.startswith("0.") for k in changed), sorted(changed)
+    assert any(".encoder.layer.1." in k for k in changed)  # the upper layer did train
+    with pytest.raises(BadInputError, match=r"lowest 3 layers.*has 2 layers"):
+        _run(tiny, tmp_path, "frozen3", freeze_layers=3)
+
+
 def test_early_stopping_stops_after_patience_evaluations(tiny, tmp_path):
     _, result = _run(tiny, tmp_path, "patient", dev=True, epochs=4, lr=0.5, head_lr=0.5, patience=1)
     assert result.stopped == "early_stopping" and result.steps < 24
@@ -279,7 +290,7 @@ def test_refuses_to_overwrite_a_checkpoint_and_resume_without_one(tiny, tmp_path
 def test_bad_settings_are_refused(tiny, tmp_path):
     for bad in ({"epochs": 0}, {"batch_size": 1}, {"warmup": 1.5}, {"warm_start": "maybe"}, {"fp16": True},
                 {"warm_start_fit": "french"}, {"contrastive_weight": -1.0}, {"contrastive_temperature": 0.0},
-                {"interpolate": 0.0}, {"interpolate": 1.5}):
+                {"interpolate": 0.0}, {"interpolate": 1.5}, {"freeze_layers": -1}):
         with pytest.raises(BadInputError):
             TrainConfig(**bad).check()
     with pytest.raises(BadInputError, match="no training pairs"):
@@ -309,12 +320,15 @@ def test_cli_distill_writes_a_loadable_folder_with_a_card(tiny, tmp_path):
     assert model.dim == tiny[0].dim
     assert np.allclose(np.linalg.norm(model.encode(["hello world"]), axis=1), 1, atol=1e-5)  # normalised like the teacher
     card = (out / "README.md").read_text()
-    assert "teacher" in card and "de: 80" in card and "warm start" in card
+    assert "teacher" in card and "de: 80" in card and "warm start" in card and "dropout off" in card
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     assert log[0]["event"] == "start" and log[-1]["event"] == "done"
     assert not (tmp_path / "out.training").exists()  # checkpoints removed once the folder is written
     again = CliRunner().invoke(app, args, env=env)
     assert again.exit_code == 2 and "not empty" in again.output
+    i = args.index("--out") + 1
+    deep = CliRunner().invoke(app, [*args[:i], str(tmp_path / "deep"), *args[i + 1:], "--freeze-layers", "9"], env=env)
+    assert deep.exit_code == 2 and "lowest 9 layers" in deep.output and "--freeze-layers" in deep.output, deep.output
 
 
 def test_cli_distill_static_student(tiny, tmp_path):

@@ -297,7 +297,8 @@ def distill(
     head_lr: Optional[float] = typer.Option(None, "--head-lr", help="Learning rate of the projection into the teacher's space (default 1e-3)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Student tokens per sentence (default 128)."),
     freeze_embeddings: bool = typer.Option(True, "--freeze-embeddings/--train-embeddings", help="Keep the word-embedding table fixed (default; training it measured 2.2x slower on e5-small, no better) or train it too."),
-    dropout: bool = typer.Option(True, "--dropout/--no-dropout", help="Keep the student's dropout on during training (default) or train without it."),
+    freeze_layers: Optional[int] = typer.Option(None, "--freeze-layers", help="Also keep the embeddings and the student's lowest N transformer layers fixed (default 0; 6 of e5-small's 12: steps 1.4x faster, ~0.5 Tatoeba points lower)."),
+    dropout: bool = typer.Option(False, "--dropout/--no-dropout", help="Train with the student's dropout on, or without it (default: off, measured better)."),
     eval_every: Optional[int] = typer.Option(None, "--eval-every", help="Steps between dev evaluations (default 200)."),
     patience: Optional[int] = typer.Option(None, "--patience", help="Dev evaluations without improvement before stopping (default 4)."),
     checkpoint_every: Optional[int] = typer.Option(None, "--checkpoint-every", help="Steps between periodic checkpoints (default 100)."),
@@ -325,7 +326,7 @@ def distill(
     given = {"epochs": epochs, "max_steps": max_steps, "batch_size": batch_size, "lr": lr, "head_lr": head_lr,
              "max_length": max_length, "eval_every": eval_every, "patience": patience,
              "checkpoint_every": checkpoint_every, "warm_start_fit": warm_start_fit,
-             "contrastive_weight": contrastive_weight, "interpolate": interpolate}
+             "contrastive_weight": contrastive_weight, "interpolate": interpolate, "freeze_layers": freeze_layers}
     given = {k: v for k, v in given.items() if v is not None}
     if student == "static":
         static_options = {k: v for k, v in {"dim": dim, "storage": storage, "epochs": epochs,

@@ -198,7 +198,8 @@ def _card(folder: Path, out: Path, summary: dict) -> None:
         ("Optimiser", f"AdamW lr {cfg['lr']} (projection {cfg['head_lr']}), warmup {cfg['warmup']}, "
                       f"weight decay {cfg['weight_decay']}, clip {cfg['max_grad_norm']}, max length {cfg['max_length']}, "
                       f"word embeddings {'frozen' if cfg['freeze_embeddings'] else 'trained'}, "
-                      f"dropout {'on' if cfg.get('dropout', True) else 'off'}"),
+                      f"dropout {'on' if cfg.get('dropout', True) else 'off'}"
+                      + (f", embeddings and lowest {cfg['freeze_layers']} layers frozen" if cfg.get("freeze_layers") else "")),
         ("Loss", "MSE to the teacher's vectors (English and translation)"
                  + (f" + {cfg['contrastive_weight']} x in-batch InfoNCE (temperature {cfg['contrastive_temperature']})"
                     if cfg.get("contrastive_weight") else "")),
