@@ -267,8 +267,10 @@ def test_freeze_layers_keeps_the_embeddings_and_the_lowest_layers_fixed(tiny, tm
     changed = {k for k in start if k in after and not np.array_equal(start[k].numpy(), after[k].numpy())}
     assert changed and all(".encoder.layer.1." in k or not k.startswith("0.") for k in changed), sorted(changed)
     assert any(".encoder.layer.1." in k for k in changed)  # the upper layer did train
+    counting = CountingTeacher(tiny[0])
     with pytest.raises(BadInputError, match=r"lowest 3 layers.*has 2 layers"):
-        _run(tiny, tmp_path, "frozen3", freeze_layers=3)
+        _run(tiny, tmp_path, "frozen3", teacher=counting, cache=tmp_path / "frozen3-cache", freeze_layers=3)
+    assert counting.texts == 0  # refused before any teacher work
 
 
 def test_early_stopping_stops_after_patience_evaluations(tiny, tmp_path):

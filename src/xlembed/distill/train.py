@@ -135,8 +135,9 @@ class TrainResult:
 
 # ---------------------------------------------------------------- the student model
 
-def freeze_lower_layers(auto_model, n: int) -> None:
-    """Keep the embedding module and the lowest n transformer layers of a Hugging Face encoder fixed."""
+def lower_layers(auto_model, n: int) -> list:
+    """The embedding module(s) and the lowest n transformer layers of a Hugging Face encoder; a clear
+    error when it has no layer stack or fewer than n layers."""
     layers = _layer_stack(auto_model)
     if layers is None or n > len(layers):
         found = "no layer stack found" if layers is None else f"it has {len(layers)} layers"
@@ -144,9 +145,14 @@ def freeze_lower_layers(auto_model, n: int) -> None:
             f"cannot freeze the lowest {n} layers of the student ({type(auto_model).__name__}): {found}; "
             "use a smaller freeze_layers (--freeze-layers) or 0"
         )
-    for module in [auto_model.get_input_embeddings(), getattr(auto_model, "embeddings", None), *layers[:n]]:
-        if module is not None:
-            module.requires_grad_(False)
+    embeddings = [auto_model.get_input_embeddings(), getattr(auto_model, "embeddings", None)]
+    return [m for m in embeddings if m is not None] + layers[:n]
+
+
+def freeze_lower_layers(auto_model, n: int) -> None:
+    """Keep the embedding module and the lowest n transformer layers of a Hugging Face encoder fixed."""
+    for module in lower_layers(auto_model, n):
+        module.requires_grad_(False)
 
 
 def _layer_stack(auto_model):
@@ -348,6 +354,9 @@ def train_student(
     torch.manual_seed(config.seed)
     random.seed(config.seed)
 
+    base = getattr(student, "model", None)
+    if config.freeze_layers and base is not None:
+        lower_layers(base[0].auto_model, config.freeze_layers)  # refuse a bad layer count before any teacher call
     s_prefix = student.resolve_prompt(student_prompt)
     cache = TeacherCache(cache_root, teacher, prompt=teacher_prompt)
     english = sorted({p.en for p in train_pairs} | {p.en for p in dev_pairs})
