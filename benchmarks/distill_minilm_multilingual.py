@@ -66,7 +66,8 @@ def parse_args(argv=None):
     p.add_argument("--max-chars", type=int, default=150,
                    help="drop pairs with a side longer than this (long pairs are truncated for the student, not the teacher)")
     p.add_argument("--exclude-corpora", default="kyoto_wiki_enja",
-                   help="comma-separated corpus folders of data/parallel not to train on (kyoto_wiki_enja: Wikipedia "
+                   help="comma-separated corpus folders (or single file names, e.g. multi30k.en-fr.tsv) of data/parallel not "
+                        "to train on (kyoto_wiki_enja: Wikipedia "
                         "titles and long encyclopedic lines, 83%% of the ja data)")
     p.add_argument("--max-length", type=int, default=64)
     p.add_argument("--eval-every", type=int, default=100)
@@ -103,7 +104,7 @@ def main(argv=None) -> int:
     t_langs = [TATOEBA_CODES[c] for c in codes if c in TATOEBA_CODES]
     excluded = {c.strip() for c in args.exclude_corpora.split(",") if c.strip()}
     train_files = sorted(str(f) for code in codes for f in (data / "parallel").glob(f"*/*.en-{code}.tsv")
-                         if f.parent.name not in excluded)
+                         if f.parent.name not in excluded and f.name not in excluded)
     command = shlex.join(["python", "benchmarks/distill_minilm_multilingual.py", *sys.argv[1:]])
     cache_root = REPO / ".cache" / "teacher"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,

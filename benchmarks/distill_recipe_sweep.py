@@ -52,7 +52,7 @@ def parse_args(argv=None):
     p.add_argument("--warm-start-fit", default="english", choices=["english", "both"])
     p.add_argument("--contrastive-weight", type=float, default=0.0)
     p.add_argument("--max-chars", type=int, default=1000)
-    p.add_argument("--exclude-corpora", default="", help="comma-separated corpus folders of data/parallel to leave out")
+    p.add_argument("--exclude-corpora", default="", help="comma-separated corpus folders (or single file names, e.g. multi30k.en-fr.tsv) of data/parallel to leave out")
     p.add_argument("--train-embeddings", action="store_true")
     p.add_argument("--dropout", action=argparse.BooleanOptionalAction, default=False, help="train the student with its dropout on (default: off, measured better)")
     p.add_argument("--freeze-layers", type=int, default=0, help="keep the embeddings and the lowest N layers fixed")
@@ -73,7 +73,7 @@ def main(argv=None) -> int:
     student = xlembed.load(str(models / "multilingual-e5-small"))
     excluded = {c for c in args.exclude_corpora.split(",") if c}
     files = sorted(str(f) for code in LANGS for f in (data / "parallel").glob(f"*/*.en-{code}.tsv")
-                   if f.parent.name not in excluded)
+                   if f.parent.name not in excluded and f.name not in excluded)
     pairs = read_parallel(files, max_pairs_per_lang=args.pairs_per_lang, max_chars=args.max_chars, seed=0)
     train, dev = split_dev(pairs, 500, seed=0)
     config = TrainConfig(batch_size=64, lr=args.lr, head_lr=args.head_lr, max_length=64,
