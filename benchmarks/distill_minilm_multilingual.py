@@ -47,6 +47,14 @@ GOALS = {"deu": 85.0, "fra": 85.0, "cmn": 85.0, "jpn": 75.0}
 STS_GOAL_SHARE = 0.97
 
 
+def training_files(parallel: Path, codes, exclude: str) -> list[str]:
+    """The ``*/*.en-XX.tsv`` files of the ``parallel`` folder for the language codes, less those whose corpus
+    folder or file name is in the comma-separated ``exclude``."""
+    excluded = {c.strip() for c in exclude.split(",") if c.strip()}
+    return sorted(str(f) for code in codes for f in parallel.glob(f"*/*.en-{code}.tsv")
+                  if f.parent.name not in excluded and f.name not in excluded)
+
+
 def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models-dir", default=str(REPO / ".cache" / "models"))
@@ -102,9 +110,7 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     codes = [c.strip() for c in args.langs.split(",") if c.strip()]
     t_langs = [TATOEBA_CODES[c] for c in codes if c in TATOEBA_CODES]
-    excluded = {c.strip() for c in args.exclude_corpora.split(",") if c.strip()}
-    train_files = sorted(str(f) for code in codes for f in (data / "parallel").glob(f"*/*.en-{code}.tsv")
-                         if f.parent.name not in excluded and f.name not in excluded)
+    train_files = training_files(data / "parallel", codes, args.exclude_corpora)
     command = shlex.join(["python", "benchmarks/distill_minilm_multilingual.py", *sys.argv[1:]])
     cache_root = REPO / ".cache" / "teacher"
     config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,

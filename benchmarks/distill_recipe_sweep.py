@@ -26,6 +26,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
 
+from distill_minilm_multilingual import training_files  # noqa: E402
 from encode_speed import machine_info  # noqa: E402
 
 import xlembed  # noqa: E402
@@ -71,9 +72,7 @@ def main(argv=None) -> int:
         return 2
     teacher = xlembed.load(str(models / "all-MiniLM-L6-v2"))
     student = xlembed.load(str(models / "multilingual-e5-small"))
-    excluded = {c for c in args.exclude_corpora.split(",") if c}
-    files = sorted(str(f) for code in LANGS for f in (data / "parallel").glob(f"*/*.en-{code}.tsv")
-                   if f.parent.name not in excluded and f.name not in excluded)
+    files = training_files(data / "parallel", LANGS, args.exclude_corpora)
     pairs = read_parallel(files, max_pairs_per_lang=args.pairs_per_lang, max_chars=args.max_chars, seed=0)
     train, dev = split_dev(pairs, 500, seed=0)
     config = TrainConfig(batch_size=64, lr=args.lr, head_lr=args.head_lr, max_length=64,
