@@ -75,6 +75,27 @@ def test_cache_keys_include_prompt_and_precision(tmp_path, e5):
     assert len(list((tmp_path / "cache").iterdir())) == 2
 
 
+def test_cache_encodes_in_memory_weights_every_time(tmp_path):
+    # a student being trained keeps its name while its weights change: a name-based key served the
+    # vectors of earlier weights (a benchmark reported a stale own Tatoeba figure this way)
+    import torch
+
+    from xlembed.distill.run import trained_encoder
+
+    tiny = xlembed.load(make_tiny_st_folder(tmp_path / "tiny"))
+    cache = EmbeddingCache(tmp_path / "cache")
+    texts = ["one sentence", "another sentence"]
+    before = cache.encode(trained_encoder(tiny.model, tiny, tiny, "student"), texts)
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for param in tiny.model.parameters():
+            param.add_(0.5 * torch.randn_like(param))
+    after = cache.encode(trained_encoder(tiny.model, tiny, tiny, "student"), texts)
+    assert not np.allclose(before, after, atol=1e-3)
+    assert np.allclose(after, tiny.encode(texts), atol=1e-6)
+    assert cache.misses == 4 and not (tmp_path / "cache").exists()  # nothing written under the name
+
+
 def test_cache_ignores_entries_whose_shard_is_missing(tmp_path):
     encoder = xlembed.load()
     cache = EmbeddingCache(tmp_path / "cache")

@@ -53,6 +53,9 @@ class ModelInfo:
     pooling: str | None = None
     normalized_output: bool = False  # the model itself ends with a Normalize step
     token_level: bool = True  # can return token vectors
+    # False for weights that live only in this process (a student being trained): nothing on disk
+    # identifies them, so the embedding cache must encode them every time instead of keying them by name
+    cacheable: bool = True
     notes: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:

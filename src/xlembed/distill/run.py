@@ -69,7 +69,7 @@ def trained_encoder(model, student: Encoder, teacher: Encoder, name: str, source
 
     info = dataclasses.replace(
         student.info, name=name, source=source or name, dim=teacher.dim,
-        normalized_output=bool(teacher.info.normalized_output), notes=[],
+        normalized_output=bool(teacher.info.normalized_output), notes=[], cacheable=False,
     )
     return TorchEncoder(model, info)
 

@@ -316,6 +316,7 @@ def distill_static(
     per_lang = Counter(p.lang for p in train_pairs)
     model_name = name or out.name
     student = StaticEncoder(tokenizer_path, best_table, token_ids, name=model_name, source=str(out))
+    student.info.cacheable = False  # the table is not on disk yet (and an older one may be, at ``out``)
     seconds = time.perf_counter() - started
     summary = {
         "out": str(out),

@@ -296,7 +296,7 @@ def dev_figures(model, dev: Sequence[ParallelPair], dev_targets: np.ndarray, pre
 
     was_training = model.training
     info = ModelInfo(name="student", source="training", dim=dev_targets.shape[1], max_length=model.max_seq_length,
-                     backend="torch", precision="fp32")
+                     backend="torch", precision="fp32", cacheable=False)
     enc = TorchEncoder(model, info)  # puts the model in eval mode
     try:
         with warnings.catch_warnings():  # truncation at max_length is the training setting, not news

@@ -2,7 +2,9 @@
 
 Each (model identity, precision, prompt) has a folder of .npy shards named by the hash of their texts'
 keys; an index maps text hash -> (shard, row). Writes go to temporary names and are renamed, so an
-interrupted run never leaves a half-written entry that a later run would read.
+interrupted run never leaves a half-written entry that a later run would read. Encoders whose
+``info.cacheable`` is False (weights that live only in memory, e.g. a student being trained) are
+encoded every time: nothing on disk identifies their weights.
 """
 
 from __future__ import annotations
@@ -29,6 +31,9 @@ class EmbeddingCache:
 
     def encode(self, encoder: Encoder, texts: list[str], prompt: str | None = None, batch_size: int = 32) -> np.ndarray:
         prefix = encoder.resolve_prompt(prompt)
+        if not encoder.info.cacheable:  # in-memory weights: a name-based key could serve another model's vectors
+            self.misses += len(texts)
+            return np.asarray(encoder.encode(list(texts), batch_size=batch_size, prompt=prefix), dtype=np.float32)
         folder = self.root / _model_key(encoder, prefix)
         index = _read_index(folder)
         keys = [_text_key(t) for t in texts]
