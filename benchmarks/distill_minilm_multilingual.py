@@ -11,6 +11,8 @@ Figures (Tatoeba top-1 both directions averaged, full 1000 pairs; STS17 Spearman
 - teacher and untrained student: their own Tatoeba and STS17 en-en;
 - warm start alone (the ridge map the training starts from): cross-model Tatoeba, student(xx) -> teacher(eng);
 - distilled student: cross-model Tatoeba, its own Tatoeba, STS17 en-en; the dev split figures;
+- with --also-interpolate: the same figures for other mixes (1-a) x warm start + a x kept weights of the
+  same run (the warm start is rebuilt from its deterministic map; a = 1 is the kept weights alone);
 - throughput: sentences/s per epoch after the first, xlembed vs sentence-transformers' trainer with
   MSELoss (same student with the same warm-start head, same pairs, batch size, max length, frozen
   word embeddings, teacher labels computed once before training), and the ratio.
@@ -37,9 +39,11 @@ from encode_speed import machine_info, versions  # noqa: E402
 import xlembed  # noqa: E402
 from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
 from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
-from xlembed.distill.run import TATOEBA_CODES, distill  # noqa: E402
+from xlembed.distill.run import TATOEBA_CODES, distill, trained_encoder  # noqa: E402
 from xlembed.distill.teacher_cache import TeacherCache  # noqa: E402
-from xlembed.distill.train import TrainConfig, fit_head, raw_student, train_student, warm_start_rows  # noqa: E402
+from xlembed.distill.train import (  # noqa: E402
+    TrainConfig, build_student, fit_head, raw_student, train_student, warm_start_rows,
+)
 from xlembed.eval.cache import EmbeddingCache  # noqa: E402
 from xlembed.eval.tasks import sts, tatoeba  # noqa: E402
 
@@ -71,6 +75,9 @@ def parse_args(argv=None):
     p.add_argument("--contrastive-weight", type=float, default=0.0)
     p.add_argument("--interpolate", type=float, default=TrainConfig.interpolate,
                    help="output weights = (1-A) x warm start + A x trained (WiSE-FT)")
+    p.add_argument("--also-interpolate", default="",
+                   help="comma-separated trained-weight shares a to evaluate besides --interpolate (the saved model "
+                        "keeps --interpolate): (1-a) x warm start + a x kept weights, one row each; 1 = the kept weights")
     p.add_argument("--max-chars", type=int, default=150,
                    help="drop pairs with a side longer than this (long pairs are truncated for the student, not the teacher)")
     p.add_argument("--exclude-corpora", default="kyoto_wiki_enja",
@@ -156,11 +163,11 @@ def main(argv=None) -> int:
     train_pairs, _ = split_dev(pairs, args.dev_size, seed=config.seed)
     cache = TeacherCache(cache_root, teacher)
     raw, prefix = raw_student(student), student.resolve_prompt(None)
-    report["warm_start_cross_tatoeba"] = {}
+    report["warm_start_cross_tatoeba"], heads = {}, {}
     for fit in ("english", "both"):
         fit_texts, fit_en = warm_start_rows(train_pairs, dataclasses.replace(config, warm_start_fit=fit))
-        head = fit_head(student, cache.get(fit_en), fit_texts, prefix, config.warm_start_alpha)
-        warm = cross_model_tatoeba(raw, teacher, tato, t_langs, args.tatoeba_limit, mapping=head, student_prompt=prefix)
+        heads[fit] = fit_head(student, cache.get(fit_en), fit_texts, prefix, config.warm_start_alpha)
+        warm = cross_model_tatoeba(raw, teacher, tato, t_langs, args.tatoeba_limit, mapping=heads[fit], student_prompt=prefix)
         report["warm_start_cross_tatoeba"][fit] = {r.language: round(r.scores["accuracy"], 2) for r in warm}
 
     trained = xlembed.load(str(model_dir))
@@ -169,6 +176,12 @@ def main(argv=None) -> int:
         "student_tatoeba": {r["language"]: r["tatoeba_own"] for r in summary["tatoeba"]},
         "student_sts17_en_en": sts_en_en(trained, data / "sts17"),
     }
+    also = [float(a) for a in args.also_interpolate.split(",") if a.strip() and float(a) != args.interpolate]
+    if also:
+        print(f"other interpolations: {also}", file=sys.stderr)
+        start = build_student(student, heads[config.warm_start_fit], normalize=True)
+        report["other_interpolations"] = other_interpolations(trained, start, args.interpolate, also, student, teacher,
+                                                              data, t_langs, args.tatoeba_limit)
     if args.throughput_pairs:
         print("throughput: xlembed vs sentence-transformers MSELoss", file=sys.stderr)
         report["throughput"] = throughput(teacher, student, train_pairs[: args.throughput_pairs], config, cache_root)
@@ -178,6 +191,30 @@ def main(argv=None) -> int:
     (out / "results.md").write_text(markdown(report), encoding="utf-8")
     print(markdown(report))
     return 0
+
+
+def other_interpolations(trained, start, saved_share: float, shares, student, teacher, data: Path, langs,
+                         limit) -> list[dict]:
+    """Figures of (1-a) x warm start + a x kept weights for each share a, from the saved output (saved_share) and
+    the warm start rebuilt from its (deterministic) map: kept = start + (output - start) / saved_share."""
+    import torch
+
+    start_state = {k: v.detach().clone() for k, v in start.state_dict().items()}
+    output_state = trained.model.state_dict()
+    rows = []
+    for a in shares:
+        with torch.no_grad():
+            start.load_state_dict({k: torch.lerp(v, output_state[k], a / saved_share) if v.is_floating_point() else v
+                                   for k, v in start_state.items()})
+        encoder = trained_encoder(start, student, teacher, f"distilled-interpolate-{a:g}")
+        rows.append({
+            "interpolate": a,
+            "cross_tatoeba": {r.language: round(r.scores["accuracy"], 2)
+                              for r in cross_model_tatoeba(encoder, teacher, data / "tatoeba", langs, limit)},
+            "student_tatoeba": own_tatoeba(encoder, data / "tatoeba", langs, limit),
+            "student_sts17_en_en": sts_en_en(encoder, data / "sts17"),
+        })
+    return rows
 
 
 def throughput(teacher, student, pairs, config: TrainConfig, cache_root: Path) -> dict:
@@ -261,6 +298,22 @@ def throughput_markdown(rep: dict) -> str:
     ])
 
 
+def other_interpolations_markdown(rep: dict, langs) -> list[str]:
+    """The output and the other shares of the same run, one row each (figures of the goals)."""
+    a = rep["after"]
+    rows = [{"interpolate": rep["settings"]["interpolate"], **a}, *rep["other_interpolations"]]
+    lines = ["Other interpolations of the same run ((1-a) x warm start + a x kept weights; the output is "
+             f"a = {rep['settings']['interpolate']}):", "",
+             "| a | " + " | ".join(f"cross {lang}" for lang in langs) + " | "
+             + " | ".join(f"own {lang}" for lang in langs) + " | STS17 en-en |",
+             "| ---: | " + " | ".join(["---:"] * (2 * len(langs) + 1)) + " |"]
+    for r in sorted(rows, key=lambda r: r["interpolate"]):
+        lines.append(f"| {r['interpolate']:g} | " + " | ".join(str(r["cross_tatoeba"][lang]) for lang in langs) + " | "
+                     + " | ".join(str(r["student_tatoeba"][lang]) for lang in langs) + f" | {r['student_sts17_en_en']} |")
+    notes = [f"- a = {r['interpolate']:g}: {r['note']}" for r in rows if r.get("note")]
+    return lines + [""] + (notes + [""] if notes else [])
+
+
 def goals(report: dict) -> list[dict]:
     out = []
     cross = report["after"]["cross_tatoeba"]
@@ -321,6 +374,8 @@ def markdown(rep: dict) -> str:
                   f"{final['dev_xx_to_teacher_en']:.1f} % (warm start -> kept weights, step {best['step']} -> output).", ""]
     if "throughput" in rep:
         lines += [throughput_line(rep["throughput"]), ""]
+    if rep.get("other_interpolations"):
+        lines += other_interpolations_markdown(rep, langs)
     lines += ["Goals:", ""] + [f"- {g['goal']}: {'met' if g['met'] else 'NOT met'} ({g['value']})" for g in rep["goals"]]
     m = rep["machine"]
     lines += ["", f"Command: `{rep['command']}`; machine: {m.get('cpu', '')} ({m.get('cores', '')} cores)."]
