@@ -207,11 +207,11 @@ def other_interpolations(trained, start, saved_share: float, shares, student, te
             start.load_state_dict({k: torch.lerp(v, output_state[k], a / saved_share) if v.is_floating_point() else v
                                    for k, v in start_state.items()})
         encoder = trained_encoder(start, student, teacher, f"distilled-interpolate-{a:g}")
+        results = cross_model_tatoeba(encoder, teacher, data / "tatoeba", langs, limit)
         rows.append({
             "interpolate": a,
-            "cross_tatoeba": {r.language: round(r.scores["accuracy"], 2)
-                              for r in cross_model_tatoeba(encoder, teacher, data / "tatoeba", langs, limit)},
-            "student_tatoeba": own_tatoeba(encoder, data / "tatoeba", langs, limit),
+            "cross_tatoeba": {r.language: round(r.scores["accuracy"], 2) for r in results},
+            "student_tatoeba": {r.language: round(r.scores["own_accuracy"], 2) for r in results},
             "student_sts17_en_en": sts_en_en(encoder, data / "sts17"),
         })
     return rows

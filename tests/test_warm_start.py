@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from xlembed.distill.cross_eval import cross_model_tatoeba
+from xlembed.eval.tasks import tatoeba
 from xlembed.distill.warm_start import LinearMap, as_torch_dense, fit_linear_map
 from xlembed.errors import BadInputError
 
@@ -153,6 +154,9 @@ def test_warm_start_lands_student_in_teacher_space(e5, minilm_dir, tatoeba_dir, 
     misses = cache.misses
     mapped = cross_model_tatoeba(e5, teacher, tatoeba_dir, ["deu", "jpn"], limit=300, mapping=m, cache=cache)
     assert cache.misses == misses
+    own = {r.language: r.main for r in tatoeba(e5, tatoeba_dir, ["deu", "jpn"], limit=300, cache=cache)}
+    assert cache.misses == misses  # the same vectors, from the cache
+    assert {b.language: b.scores["own_accuracy"] for b in base} == own  # one pass gives the own score too
     for b, r in zip(base, mapped):
         print(
             f"cross Tatoeba {r.language} (n={r.details['n']}, fit on {len(texts)} English sentences, alpha={alpha}): "

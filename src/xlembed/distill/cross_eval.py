@@ -45,8 +45,10 @@ def cross_model_tatoeba(
     ``mapping`` (student -> teacher space) is applied to the student's vectors as ``encode`` returns
     them (not normalised); cosine is taken after. Prompts as in the other tasks: None is each model's
     default prompt, '' none. Scores: ``accuracy`` (mean of both directions, main),
-    ``accuracy_xx_eng``, ``accuracy_eng_xx``, and the mean cosine of student(xx) to teacher(eng) of
-    the same pair (``translation_cosine``) and of student(eng) to teacher(eng) (``english_cosine``).
+    ``accuracy_xx_eng``, ``accuracy_eng_xx``, the mean cosine of student(xx) to teacher(eng) of
+    the same pair (``translation_cosine``) and of student(eng) to teacher(eng) (``english_cosine``),
+    and the student's own Tatoeba from the same vectors (``own_accuracy``: student(xx) <-> student(eng),
+    both directions averaged, as ``tatoeba`` scores it), so nothing is encoded twice for it.
     """
     student_dim = mapping.out_dim if mapping is not None else student.dim
     if mapping is not None and mapping.in_dim != student.dim:
@@ -68,6 +70,7 @@ def cross_model_tatoeba(
         t_en = l2_normalize(np.asarray(encode_texts(teacher, en, prompt=teacher_prompt, cache=cache), dtype=np.float32))
         fwd = search(s_xx, t_en, top_k=1).indices[:, 0]
         bwd = search(t_en, s_xx, top_k=1).indices[:, 0]
+        own = top1_accuracies(search(s_xx, s_en, top_k=1).indices[:, 0], search(s_en, s_xx, top_k=1).indices[:, 0])
         results.append(
             TaskResult(
                 task="cross_tatoeba",
@@ -77,6 +80,7 @@ def cross_model_tatoeba(
                     **top1_accuracies(fwd, bwd),
                     "translation_cosine": float((s_xx * t_en).sum(axis=1, dtype=np.float64).mean()),
                     "english_cosine": float((s_en * t_en).sum(axis=1, dtype=np.float64).mean()),
+                    "own_accuracy": own["accuracy"],
                 },
                 main_score="accuracy",
                 prompt=s_prefix,

@@ -49,12 +49,15 @@ def final_figures(student: Encoder, teacher: Encoder, tatoeba_dir: Path | None, 
     from ..eval.tasks import tatoeba
     from .cross_eval import cross_model_tatoeba
 
-    cache = EmbeddingCache()
-    own = {r.language: r.scores["accuracy"] for r in tatoeba(student, tatoeba_dir, langs, limit=limit, cache=cache)}
+    cache = EmbeddingCache()  # the teacher's vectors (a student being trained is encoded, never cached)
     rows = []
     cross = {}
-    if student.dim == teacher.dim:
-        cross = {r.language: r.scores["accuracy"] for r in cross_model_tatoeba(student, teacher, tatoeba_dir, langs, limit, cache=cache)}
+    if student.dim == teacher.dim:  # one pass gives both: the student's own Tatoeba and cross-model
+        results = cross_model_tatoeba(student, teacher, tatoeba_dir, langs, limit, cache=cache)
+        own = {r.language: r.scores["own_accuracy"] for r in results}
+        cross = {r.language: r.scores["accuracy"] for r in results}
+    else:
+        own = {r.language: r.scores["accuracy"] for r in tatoeba(student, tatoeba_dir, langs, limit=limit, cache=cache)}
     for lang in langs:
         row = {"language": lang, "tatoeba_own": round(own[lang], 2)}
         if lang in cross:
