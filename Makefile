@@ -30,7 +30,7 @@ bench-eval: $(STAMP)
 	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
 	HF_HUB_OFFLINE=1 $(PY) benchmarks/eval_bench.py --models-dir .cache/models
 
-# about 60-90 min on 2 cores (10,000 pairs per language, 2 epochs: 58 min on a quiet VM, ~1.7x that with CPU steal; + the throughput comparison); needs the [bench] extra (datasets, accelerate) for the sentence-transformers baseline
+# about 60-100 min on 2 cores (12,000 pairs per language, 2 epochs: 60 min on a quiet VM, ~1.7x that with CPU steal; + the throughput comparison); needs the [bench] extra (datasets, accelerate) for the sentence-transformers baseline
 bench-distill: $(STAMP)
 	$(PY) -m pip install --quiet -e ".[bench]"
 	PYTHON=$(PY) ../shared/tools/fetch-models .cache/models
