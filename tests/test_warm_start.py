@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 
 from xlembed.distill.cross_eval import cross_model_tatoeba
-from xlembed.eval.tasks import tatoeba
 from xlembed.distill.warm_start import LinearMap, as_torch_dense, fit_linear_map
 from xlembed.errors import BadInputError
+from xlembed.eval.tasks import tatoeba
 
 PARALLEL = Path(__file__).resolve().parents[2] / "shared" / "data" / "parallel"
 # Tatoeba-disjoint English sentences (see the parallel README): the first English column of a few files
