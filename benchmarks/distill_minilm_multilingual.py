@@ -29,7 +29,6 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "benchmarks"))
@@ -38,7 +37,7 @@ from encode_speed import machine_info, versions  # noqa: E402
 
 import xlembed  # noqa: E402
 from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
-from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
+from xlembed.distill.data import read_parallel, resolve_files, split_dev  # noqa: E402
 from xlembed.distill.run import TATOEBA_CODES, distill, trained_encoder  # noqa: E402
 from xlembed.distill.teacher_cache import TeacherCache  # noqa: E402
 from xlembed.distill.train import (  # noqa: E402
@@ -53,10 +52,25 @@ STS_GOAL_SHARE = 0.97
 
 def training_files(parallel: Path, codes, exclude: str) -> list[str]:
     """The ``*/*.en-XX.tsv`` files of the ``parallel`` folder for the language codes, less those whose corpus
-    folder or file name is in the comma-separated ``exclude``."""
-    excluded = {c.strip() for c in exclude.split(",") if c.strip()}
-    return sorted(str(f) for code in codes for f in parallel.glob(f"*/*.en-{code}.tsv")
-                  if f.parent.name not in excluded and f.name not in excluded)
+    folder or file name is in the comma-separated ``exclude``: the files ``xlembed distill --train
+    'PARALLEL/*/*.en-{de,ja,...}.tsv' --exclude EXCLUDE`` reads (the same function resolves them)."""
+    return [str(f) for f in resolve_files([train_pattern(parallel, codes)], exclude)]
+
+
+def train_pattern(parallel: Path, codes) -> str:
+    """``PARALLEL/*/*.en-{de,ja}.tsv`` (no braces for one code: ``{de}`` would be literal text)."""
+    codes = list(codes)
+    alternatives = codes[0] if len(codes) == 1 else "{" + ",".join(codes) + "}"
+    return f"{parallel}/*/*.en-{alternatives}.tsv"
+
+
+def recipe_config(args) -> TrainConfig:
+    """The training settings of this benchmark, i.e. of the README's documented ``xlembed distill`` command."""
+    return TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
+                       max_length=args.max_length, eval_every=args.eval_every,
+                       freeze_embeddings=not args.train_embeddings, dropout=args.dropout, checkpoint_every=200,
+                       warm_start_fit=args.warm_start_fit, contrastive_weight=args.contrastive_weight,
+                       interpolate=args.interpolate)
 
 
 def parse_args(argv=None):
@@ -120,11 +134,7 @@ def main(argv=None) -> int:
     train_files = training_files(data / "parallel", codes, args.exclude_corpora)
     command = shlex.join(["python", "benchmarks/distill_minilm_multilingual.py", *sys.argv[1:]])
     cache_root = REPO / ".cache" / "teacher"
-    config = TrainConfig(epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, head_lr=args.head_lr,
-                         max_length=args.max_length, eval_every=args.eval_every,
-                         freeze_embeddings=not args.train_embeddings, dropout=args.dropout, checkpoint_every=200,
-                         warm_start_fit=args.warm_start_fit, contrastive_weight=args.contrastive_weight,
-                         interpolate=args.interpolate)
+    config = recipe_config(args)
     report = {"command": command, "machine": machine_info(), "versions": versions(),
               "settings": {**vars(args), "train": train_files, "config": config.__dict__}}
     started = time.perf_counter()

@@ -10,7 +10,7 @@ import pytest
 
 from xlembed.distill.data import ParallelPair, expand_braces, lang_from_filename, read_parallel, split_dev
 from xlembed.distill.teacher_cache import TeacherCache
-from xlembed.errors import BadInputError, DataFormatError
+from xlembed.errors import BadInputError, DataFormatError, XlembedWarning
 
 PARALLEL = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "parallel"
 
@@ -63,8 +63,10 @@ def test_no_match_is_an_error_naming_the_pattern(tmp_path):
     with pytest.raises(BadInputError, match=r"\*\.en-xx\.tsv"):
         read_parallel(pattern)
     write_tsv(tmp_path / "c.en-de.tsv", numbered("de", 2))
-    with pytest.raises(BadInputError, match=r"c\.en-ja\.tsv"):  # one brace alternative matches nothing
-        read_parallel(str(tmp_path / "c.en-{de,ja}.tsv"))
+    with pytest.warns(XlembedWarning, match=r"c\.en-ja\.tsv"):  # one brace alternative matches nothing: skipped
+        assert len(read_parallel(str(tmp_path / "c.en-{de,ja}.tsv"))) == 2
+    with pytest.raises(BadInputError, match=r"c\.en-fr\.tsv"):  # no alternative matches: an error
+        read_parallel(str(tmp_path / "c.en-{ja,fr}.tsv"))
     with pytest.raises(BadInputError, match="missing.en-de.tsv"):
         read_parallel([str(tmp_path / "c.en-de.tsv"), str(tmp_path / "missing.en-de.tsv")])
 

@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 from .encoder import EncodeStats, Encoder, ModelInfo, l2_normalize
 from .errors import (
     BadInputError,
+    BrokenModelError,
     DataFormatError,
     ExportError,
     ModelFilesError,
@@ -39,6 +40,7 @@ __all__ = [
     "l2_normalize",
     "XlembedError",
     "BadInputError",
+    "BrokenModelError",
     "DataFormatError",
     "ModelNotFoundError",
     "ModelFilesError",

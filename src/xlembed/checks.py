@@ -155,7 +155,7 @@ def _check_weights(folder: Path, report: FolderReport, allow_pickle: bool, what:
             )
         return
     report.problems.append(
-        f"no {what} weights in {folder} (expected model.safetensors, or pytorch_model.bin with allow_pickle=True); {FIX_DOWNLOAD}"
+        f"no {what} weights in {folder} (expected model.safetensors, or pytorch_model.bin with allow_pickle=True, CLI: --allow-pickle); {FIX_DOWNLOAD}"
     )
 
 

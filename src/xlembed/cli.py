@@ -55,6 +55,9 @@ def handle_errors(func):
             _fail(f"bad input: {exc}", 2)
         except KeyboardInterrupt:
             _fail("interrupted", 130)
+        except OSError as exc:  # a file could not be read or written: name it, no traceback
+            where = f" {exc.filename}" if exc.filename else ""
+            _fail(f"cannot use{where}: {exc.strerror or exc} (check the path, its permissions and free space)", 1)
         except Exception as exc:  # noqa: BLE001 - the CLI's last line of defence
             _fail(f"unexpected failure: {type(exc).__name__}: {exc} (rerun with --debug for the traceback)", 1)
         finally:
@@ -109,7 +112,7 @@ def similarity(
     texts: list[str] = typer.Argument(..., help="Two or more texts; prints their cosine similarity matrix."),
     model: Optional[str] = ModelOpt,
     precision: Optional[str] = PrecisionOpt,
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt name or literal prefix ('' for none)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: the model's)."),
 ) -> None:
     """Cosine similarity between texts, e.g. Japanese vs English."""
     from .similarity import similarity as sim
@@ -139,15 +142,17 @@ def encode(
     field: Optional[str] = typer.Option(None, "--field", help="Read JSON Lines input and take the text from this field."),
     batch_size: int = typer.Option(32, "--batch-size", help="Texts per batch."),
     normalize: bool = typer.Option(False, "--normalize/--no-normalize", help="L2-normalize the vectors."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt name or literal prefix ('' for none; default: the model's)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: the model's)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = RemoteOpt,
 ) -> None:
     """Embed texts from a file or stdin and write .npy or JSONL."""
     from .io import read_texts, write_embeddings
+    from .paths import check_output_file
 
     if output.suffix not in (".npy", ".jsonl"):
         raise BadInputError(f"--output must end in .npy or .jsonl, got {output}")
+    check_output_file(output, "--output")  # before any work: a bad path fails now, not after encoding
     texts = read_texts(input, field=field)
     encoder = _load(model, precision, device, pooling, allow_pickle, trust_remote_code)
     vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize, prompt=prompt)
@@ -174,8 +179,10 @@ def export(
     trust_remote_code: bool = RemoteOpt,
 ) -> None:
     """Convert a model to FP16/BF16 safetensors or an ONNX folder (FP32 or INT8)."""
+    from .paths import check_output_folder
     from .saving import save
 
+    check_output_folder(out, overwrite, "--out")
     encoder = _load(model, None, "cpu", pooling, allow_pickle, trust_remote_code)
     folder = save(encoder, out, precision=precision, format=format, overwrite=overwrite)
     typer.echo(f"wrote {precision} model to {folder}")
@@ -187,14 +194,19 @@ def doctor(
     model: Optional[str] = typer.Option(None, "--model", "-m", help="Also check this model's folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
     no_probe: bool = typer.Option(False, "--no-probe", help="Do not test whether the model hub is reachable."),
+    clean_partials: bool = typer.Option(False, "--clean-partials", help="Remove the .partial folders that killed exports or runs left behind (never one still being written)."),
 ) -> None:
-    """Versions, devices, precision support, offline state, memory, and a model folder check."""
-    from .doctor import diagnose, format_report
+    """Versions, devices, precision support, offline state, memory, leftover .partial folders, and a model folder check."""
+    from .doctor import clean_partials as clean, diagnose, format_report, partial_roots
 
+    if clean_partials:
+        for item in clean(partial_roots(model)):
+            typer.echo(f"removed {item['path']} ({item['mb']} MB)", err=True)
     report = diagnose(model, probe_hub=not no_probe)
     typer.echo(json.dumps(report, indent=2, ensure_ascii=False) if as_json else format_report(report))
     if model is not None and not report["model"]["ok"]:
-        raise typer.Exit(2)
+        problems = report["model"].get("problems") or ["it cannot be loaded"]
+        _fail(f"model {model} is not loadable:\n" + "\n".join(problems), 2)
 
 
 @app.command()
@@ -219,7 +231,7 @@ def eval_(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder with tatoeba/, sts17/, jsts/ ... (default: $XLEMBED_DATA or ../shared/data)."),
     langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all in the folder)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs of each file."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides (default: the model's; '' for none)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: the model's)."),
     margin: bool = typer.Option(False, "--margin", help="Tatoeba: ratio-margin scoring (LASER) instead of cosine."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON."),
 ) -> None:
@@ -229,6 +241,10 @@ def eval_(
 
     if task == "drift":
         raise BadInputError("drift compares precisions: use `xlembed bench --precisions fp32,int8 --tasks drift`")
+    if output is not None:
+        from .paths import check_output_file
+
+        check_output_file(output, "--output")
     path = task_data(task, data, data_root)
     encoder = _load(model, precision)
     lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
@@ -238,7 +254,7 @@ def eval_(
     typer.echo(format_table(rows))
     typer.echo(f"(model: {encoder.name}, {encoder.backend} {encoder.precision})", err=True)
     if output is not None:
-        from .manifest import write_text_atomic
+        from .paths import write_text_atomic
 
         records = [record(encoder, r).as_dict() for r in results]
         write_text_atomic(output, json.dumps({"records": records}, indent=2, ensure_ascii=False) + "\n")
@@ -254,7 +270,7 @@ def bench(
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder with tatoeba/, sts17/, jsts/ ... (default: $XLEMBED_DATA or ../shared/data)."),
     langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all)."),
     limit: Optional[int] = typer.Option(None, "--limit", help="Use only the first N pairs of each file."),
-    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides (default: each model's; '' for none)."),
+    prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: each model's)."),
     rubric: Optional[str] = typer.Option(None, "--rubric", help="Your own grading rubric JSON (default: the bundled one, docs/grading.md)."),
     threshold: Optional[list[str]] = typer.Option(None, "--threshold", help="Change one grading threshold, e.g. S.tatoeba_accuracy=92 (repeatable)."),
 ) -> None:
@@ -262,7 +278,9 @@ def bench(
     import shlex
 
     from .eval.bench import BenchPlan, run_bench
+    from .paths import check_output_folder
 
+    check_output_folder(out, overwrite=True, what="--out")  # its report files are replaced
     split = lambda text: [x.strip() for x in text.split(",") if x.strip()]  # noqa: E731
     plan = BenchPlan(models=split(models), precisions=split(precisions), tasks=split(tasks), out=str(out),
                      data_root=data_root, langs=split(langs) if langs else None, limit=limit, prompt=prompt,
@@ -284,6 +302,7 @@ def distill(
     student: str = typer.Option(..., "--student", help="A transformer model (name, folder, hub id), or 'static'."),
     train: list[str] = typer.Option(..., "--train", help="Parallel TSV files or globs (English TAB other; {a,b} lists allowed; repeatable)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the student into (loads with xlembed.load)."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Leave out matched files whose file name or a folder name on their path matches (a name or glob; comma-separated or repeatable), e.g. kyoto_wiki_enja,multi30k.en-fr.tsv."),
     lang: Optional[str] = typer.Option(None, "--lang", help="Language of files whose name has no .en-XX. part."),
     max_pairs_per_lang: Optional[int] = typer.Option(None, "--max-pairs-per-lang", help="Keep at most N pairs per language (seeded)."),
     dev_size: float = typer.Option(1000, "--dev-size", help="Pairs held out for dev evaluation (a count, or a fraction < 1)."),
@@ -344,7 +363,7 @@ def distill(
     summary = run_distill(
         teacher=teacher, student=student, train=train, out=out, lang=lang, dev_size=dev_size,
         max_pairs_per_lang=max_pairs_per_lang, min_chars=min_chars, max_chars=max_chars,
-        skip_malformed=skip_malformed, config=config, resume=resume, overwrite=overwrite, tatoeba_dir=tatoeba,
+        skip_malformed=skip_malformed, exclude=exclude, config=config, resume=resume, overwrite=overwrite, tatoeba_dir=tatoeba,
         tokenizer=tokenizer, static_options=static_options, progress=sys.stderr.isatty(),
         command=shlex.join(["xlembed", *sys.argv[1:]]),
     )

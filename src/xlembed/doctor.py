@@ -26,7 +26,47 @@ def diagnose(model: str | None = None, probe_hub: bool = True) -> dict:
     }
     if model is not None:
         report["model"] = check_model(model)
+    report["partials"] = find_partials(partial_roots(model))
     return report
+
+
+def partial_roots(model: str | None = None) -> list[Path]:
+    """Where xlembed's ``.partial`` folders of unfinished writes can lie: the cache (ONNX exports, models),
+    the model folders, the working folder, and the folder beside ``model`` when it is a path."""
+    from .paths import cache_dir, model_dirs
+
+    roots = [cache_dir(), cache_dir() / "onnx", *model_dirs(), Path.cwd()]
+    if model:
+        parent = Path(model).expanduser().parent
+        if parent.is_dir():
+            roots.append(parent)
+    unique = []
+    for root in roots:
+        if root.is_dir() and root.resolve() not in [r.resolve() for r in unique]:
+            unique.append(root)
+    return unique
+
+
+def find_partials(roots: list[Path]) -> list[dict]:
+    """Every ``.partial`` folder directly in ``roots``: path, size in MB, and whether it is stale (its writer gone)."""
+    from .paths import partial_folders, partial_is_stale
+
+    found = []
+    for root in roots:
+        for path in partial_folders(root):
+            size = sum(f.stat().st_size for f in path.rglob("*") if f.is_file())
+            found.append({"path": str(path), "mb": round(size / 2**20, 1), "stale": partial_is_stale(path)})
+    return found
+
+
+def clean_partials(roots: list[Path]) -> list[dict]:
+    """Remove the stale ``.partial`` folders in ``roots`` (never one whose writer still runs); returns them."""
+    import shutil
+
+    removed = [p for p in find_partials(roots) if p["stale"]]
+    for item in removed:
+        shutil.rmtree(item["path"], ignore_errors=True)
+    return removed
 
 
 def check_model(model: str) -> dict:
@@ -57,11 +97,16 @@ def format_report(report: dict) -> str:
     lines.append(f"cuda          {dev['cuda_available']} ({', '.join(dev['gpus']) or 'no GPU'})")
     lines.append(f"precisions    {', '.join(f'{k}: {v}' for k, v in dev['precisions'].items())}")
     off = report["offline"]
-    lines.append(f"hub           offline mode: {_yes(off['offline_env'])}; reachable: {off['hub_reachable']}")
+    lines.append(f"hub           {off['endpoint']}: offline mode: {_yes(off['offline_env'])}; reachable: {off['hub_reachable']}")
     mem = report["memory"]
     lines.append(f"memory        {mem['total_gb']} GB total, {mem['available_gb']} GB available")
     lines.append(f"cache         {report['paths']['cache']}")
     lines.append(f"model dirs    {', '.join(report['paths']['model_dirs'])}")
+    stale = [p for p in report.get("partials", []) if p["stale"]]
+    if report.get("partials"):
+        lines.append(f"partial       {len(report['partials'])} unfinished-write folders ({len(stale)} stale, "
+                     f"{sum(p['mb'] for p in stale):.0f} MB; `xlembed doctor --clean-partials` removes the stale ones)")
+        lines += [f"  {'stale' if p['stale'] else 'in use'}: {p['path']} ({p['mb']} MB)" for p in report["partials"]]
     if "model" in report:
         m = report["model"]
         state = "ok" if m["ok"] else "NOT LOADABLE"
@@ -114,13 +159,13 @@ def _devices() -> dict:
 
 
 def _offline(probe: bool) -> dict:
-    from .loading import _hub_host, _reachable
+    from . import hub
 
-    env = {v: os.environ.get(v) for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_ENDPOINT") if os.environ.get(v)}
-    offline_env = any(str(os.environ.get(v, "")).lower() in ("1", "true", "yes", "on")
-                      for v in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"))
-    reachable = "not probed" if (offline_env or not probe) else ("yes" if _reachable(_hub_host(), 443, 2.0) else "no")
-    return {"offline_env": offline_env, "env": env, "hub_reachable": reachable}
+    env = {v: os.environ.get(v) for v in (*hub.OFFLINE_VARS, "HF_ENDPOINT", "HTTPS_PROXY", "https_proxy")
+           if os.environ.get(v)}
+    offline_env = hub.offline_by_env()
+    reachable = "not probed" if (offline_env or not probe) else ("yes" if hub.reachable() else "no")
+    return {"offline_env": offline_env, "env": env, "endpoint": hub.endpoint(), "hub_reachable": reachable}
 
 
 def _memory() -> dict:

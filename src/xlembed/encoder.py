@@ -7,6 +7,7 @@ with an fp32 recompute, and normalization. A backend only turns one batch of tex
 
 from __future__ import annotations
 
+import re
 import sys
 import time
 import warnings
@@ -16,10 +17,12 @@ from typing import Literal, Sequence
 
 import numpy as np
 
-from .errors import BadInputError, NumericalError, UnsupportedError, XlembedWarning
+from .errors import BadInputError, BrokenModelError, NumericalError, UnsupportedError, XlembedWarning
 
 PRECISIONS = ("fp32", "fp16", "bf16", "int8")
-PROGRESS_MIN_TEXTS = 256  # below this many texts no progress bar is shown by default
+PROGRESS_MIN_TEXTS = 256
+# a prompt argument made only of these characters is a prompt NAME (never glued to the text as a prefix)
+PROMPT_NAME = re.compile(r"[A-Za-z0-9_-]+")  # below this many texts no progress bar is shown by default
 
 Output = Literal["sentence", "token"]
 
@@ -134,7 +137,8 @@ class Encoder(ABC):
         texts: a list of strings (a single string is treated as a list of one).
         normalize: L2-normalize sentence vectors (token vectors are returned as the model gives them).
         prompt: None applies the model's default prompt (e5: 'query: '); a prompt name of the model
-            ('query', 'passage') selects that prompt; any other string is used as a literal prefix;
+            ('query', 'passage') selects that prompt; a string with a space or punctuation ('query: ') is
+            used as a literal prefix; an unknown name (letters, digits, '_', '-' only) is an error;
             '' applies none.
         output: 'sentence' gives an (n, dim) float32 array; 'token' gives a list of
             (n_tokens_i, hidden) float32 arrays, one per text.
@@ -192,7 +196,15 @@ class Encoder(ABC):
             return self.default_prompt
         if not isinstance(prompt, str):
             raise BadInputError(f"prompt must be a string or None, got {type(prompt).__name__}")
-        return self.info.prompts.get(prompt, prompt)
+        if prompt in self.info.prompts:
+            return self.info.prompts[prompt]
+        if PROMPT_NAME.fullmatch(prompt):
+            known = ", ".join(f"{k} ({v!r})" for k, v in self.info.prompts.items()) or "none"
+            raise BadInputError(
+                f"{prompt!r} is not a prompt name of model {self.name!r} (its prompts: {known}); pass one of those "
+                f"names, a literal prefix with a space or punctuation (e.g. {prompt + ': '!r}), or '' for no prompt"
+            )
+        return prompt
 
     # ---- what backends implement ----
     @abstractmethod
@@ -213,15 +225,7 @@ class Encoder(ABC):
     # ---- helpers ----
     @staticmethod
     def _check_texts(texts: Sequence[str] | str) -> list[str]:
-        if isinstance(texts, str):
-            return [texts]
-        if isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__iter__"):
-            raise TypeError(f"texts must be a list of strings, got {type(texts).__name__}")
-        items = list(texts)
-        for i, t in enumerate(items):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str: {t!r:.60}")
-        return items
+        return as_texts(texts)
 
     def _record_truncation(self, lengths: Sequence[int], stats: EncodeStats) -> None:
         limit = self.max_length
@@ -241,15 +245,21 @@ class Encoder(ABC):
 
     def _guarded_batch(self, batch, prefix, output, idx, stats):
         result = self._encode_batch(batch, prefix, output)
-        if self.precision == "fp32" or _all_finite(result):
+        if _all_finite(result):
             return result
         bad = _nonfinite_rows(result)
         where = ", ".join(str(int(idx[i])) for i in bad[:10])
+        if self._computes_in_fp32():
+            raise self._broken_model_error(f"fp32 encoding gave NaN/inf vectors for texts at indices {where}")
         fallback = self._recompute_fp32(batch, prefix, output)
-        if fallback is None or not _all_finite(fallback):
+        if fallback is None:
             raise NumericalError(
-                f"{self.precision} encoding gave NaN/inf for texts at indices {where} and no finite fp32 "
-                f"result could be computed; encode with precision='fp32'"
+                f"{self.precision} encoding of model {self.name!r} gave NaN/inf for texts at indices {where} and this "
+                f"backend has no fp32 path to recompute them; encode with precision='fp32' (CLI: --precision fp32)"
+            )
+        if not _all_finite(fallback):
+            raise self._broken_model_error(
+                f"{self.precision} encoding gave NaN/inf vectors for texts at indices {where}, and so did fp32"
             )
         stats.n_recomputed_fp32 += len(batch)
         warnings.warn(
@@ -260,6 +270,27 @@ class Encoder(ABC):
         )
         return fallback
 
+    def _broken_model_error(self, what: str) -> BrokenModelError:
+        """The error for a model that gives non-finite vectors in fp32: it names the model and any bad weights."""
+        weights = self._nonfinite_weights()
+        if weights:
+            shown = ", ".join(weights[:5]) + (" ..." if len(weights) > 5 else "")
+            cause = f"its weights hold NaN/inf values ({shown})"
+        else:
+            cause = "its weights or its computation are broken"
+        return BrokenModelError(
+            f"model {self.name!r} ({self.info.source}): {what}; {cause}. No vectors were returned: "
+            f"restore the model files from the original, or retrain/re-export the model"
+        )
+
+    def _computes_in_fp32(self) -> bool:
+        """True when this encoder's arithmetic is fp32 already (nothing to recompute a bad batch with)."""
+        return self.precision == "fp32"
+
+    def _nonfinite_weights(self) -> list[str]:
+        """Names of weight tensors holding NaN/inf (backends that can look report them; default: none known)."""
+        return []
+
     @staticmethod
     def _progress_bar(total: int, show: bool | None):
         if show is None:
@@ -269,6 +300,19 @@ class Encoder(ABC):
         from tqdm.auto import tqdm
 
         return tqdm(total=total, desc="encode", unit="text", file=sys.stderr)
+
+
+def as_texts(texts: Sequence[str] | str, what: str = "texts") -> list[str]:
+    """The texts as a list: a single ``str`` is ONE text (never its characters); every item must be a str."""
+    if isinstance(texts, str):
+        return [texts]
+    if isinstance(texts, (bytes, bytearray)) or not hasattr(texts, "__iter__"):
+        raise TypeError(f"{what} must be a string or a list of strings, got {type(texts).__name__}")
+    items = list(texts)
+    for i, t in enumerate(items):
+        if not isinstance(t, str):
+            raise TypeError(f"{what}[{i}] is {type(t).__name__}, not str: {t!r:.60}")
+    return items
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

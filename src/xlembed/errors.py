@@ -38,6 +38,10 @@ class NumericalError(XlembedError):
     """A computation produced NaN/inf and could not be recomputed safely."""
 
 
+class BrokenModelError(ModelFilesError, NumericalError):
+    """A model gives NaN/inf vectors even in fp32 (e.g. a NaN weight): its files are damaged (exit code 2)."""
+
+
 class ExportError(XlembedError):
     """Converting a model (ONNX export, quantization, saving) failed."""
 

@@ -12,8 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import socket
-import threading
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,11 +21,10 @@ from .backends.use_backend import USE_PACKAGE, UseEncoder, is_use_package_dir
 from .checks import require_loadable
 from .encoder import PRECISIONS, Encoder
 from .errors import BadInputError, ModelNotFoundError, UnsupportedError
+from .hub import resolve_hub_id
 from .manifest import read_manifest
-from .paths import is_hub_id, local_path, looks_like_path, model_dirs
+from .paths import is_hub_id, is_windows_style, local_path, looks_like_path, model_dirs
 
-HUB_PATTERNS = ["*.json", "*.safetensors", "*.txt", "*.model", "1_Pooling/*", "2_Dense/*", "2_Normalize/*", "3_Dense/*"]
-HUB_PROBE_SECONDS = 2.0
 T5_MODEL_TYPES = ("t5", "mt5", "umt5")
 
 
@@ -68,33 +66,59 @@ def load(
         raise BadInputError(f"pooling must be mean, cls or max, got {pooling!r}")
     where = resolve(name_or_path)
     if where.kind == "use":
+        if pooling is not None:
+            raise UnsupportedError(
+                f"{where.name!r} (the USE package) has its own fixed pooling; drop pooling={pooling!r} (CLI: --pooling)"
+            )
         return UseEncoder.create(name=where.name, precision=precision or "fp32")
     return _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Resolved:
     """Find the files for a model reference without loading it."""
-    if name_or_path is None or str(name_or_path).strip() == "":
+    if name_or_path is None:
         name_or_path = catalogue.default_name()
     spec = os.fspath(name_or_path).strip()
+    if not spec:
+        raise BadInputError(
+            "the model name is empty; give a catalogue name (see `xlembed models`), a folder, a hub id or "
+            "pkg:<package>, or leave the model out (None; CLI: no --model) for the default model"
+        )
     if spec.startswith("pkg:"):
         return _resolve_package(spec[4:])
-    if Path(spec).expanduser().is_dir():
-        path = Path(spec).expanduser()
+    path = Path(spec).expanduser()
+    if path.is_dir():
         return Resolved("folder", path, path.resolve().name, catalogue.get(path.resolve().name), "local folder")
-    if looks_like_path(spec):
-        path = local_path(spec)  # raises for a Windows path on POSIX
+    if path.exists() and not is_windows_style(spec):
         raise ModelNotFoundError(
-            f"model folder {spec!r} does not exist (looked in {path.expanduser().absolute()}); check the path"
+            f"{spec!r} is a file, not a model folder; pass the folder that holds the model files "
+            f"({path.absolute().parent} if this file is one of them)"
+        )
+    if looks_like_path(spec) or _starts_with_local_folder(spec):
+        path = local_path(spec)  # raises for a Windows path on POSIX
+        why = "" if looks_like_path(spec) else (
+            f"; it is read as a local path, not a hub id, because {spec.split('/', 1)[0]}/ is a folder here")
+        raise ModelNotFoundError(
+            f"model folder {spec!r} does not exist (looked in {path.expanduser().absolute()}); check the path{why}"
         )
     entry = catalogue.get(spec)
     if entry is not None:
         return _resolve_entry(entry)
     if is_hub_id(spec):
-        return Resolved("folder", resolve_hub_id(spec), spec.rsplit("/", 1)[-1], None, "hub cache")
+        try:
+            found = resolve_hub_id(spec)
+        except ModelNotFoundError as exc:
+            raise ModelNotFoundError(f"{exc} (no local folder {path.absolute()} exists either)") from None
+        return Resolved("folder", found, spec.rsplit("/", 1)[-1], None, "hub cache")
     raise ModelNotFoundError(
         f"{spec!r} is not a folder, a catalogue name (see `xlembed models`), a hub id (org/name) or pkg:<package>"
     )
+
+
+def _starts_with_local_folder(spec: str) -> bool:
+    """``models/my-model`` where ``models/`` is a folder here: a relative path the user meant, not a hub id."""
+    first = spec.replace("\\", "/").split("/", 1)
+    return len(first) == 2 and Path(first[0]).expanduser().is_dir()
 
 
 def _resolve_entry(entry: catalogue.CatalogueEntry) -> Resolved:
@@ -165,62 +189,6 @@ def _model_folders_in(root: Path, depth: int = 3) -> list[Path]:
     return found
 
 
-def resolve_hub_id(repo_id: str) -> Path:
-    """The local folder of a hub model: the hub cache first, then a download when the hub is reachable.
-
-    Offline (HF_HUB_OFFLINE=1, or the hub not reachable within 2 s) this fails at once with what to do.
-    """
-    from huggingface_hub import snapshot_download
-
-    try:
-        return Path(snapshot_download(repo_id, local_files_only=True))
-    except Exception:
-        pass
-    if hub_is_offline():
-        raise ModelNotFoundError(
-            f"hub model {repo_id!r} is not on disk and the hub is offline (HF_HUB_OFFLINE is set or the hub "
-            f"is unreachable); on a machine with network run `hf download {repo_id} --local-dir DIR`, copy DIR "
-            f"here and pass its path"
-        )
-    try:
-        return Path(snapshot_download(repo_id, allow_patterns=HUB_PATTERNS, etag_timeout=10))
-    except Exception as exc:
-        raise ModelNotFoundError(
-            f"could not download hub model {repo_id!r} ({type(exc).__name__}: {str(exc)[:200]}); check the id, "
-            f"or download the folder yourself and pass its path"
-        ) from None
-
-
-def hub_is_offline() -> bool:
-    """True when offline mode is set, or the hub host cannot be reached within HUB_PROBE_SECONDS."""
-    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
-        if os.environ.get(var, "").strip().lower() in ("1", "true", "yes", "on"):
-            return True
-    return not _reachable(_hub_host(), 443, HUB_PROBE_SECONDS)
-
-
-def _hub_host() -> str:
-    endpoint = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
-    return endpoint.split("://", 1)[-1].split("/", 1)[0].split(":", 1)[0]
-
-
-def _reachable(host: str, port: int, seconds: float) -> bool:
-    """A TCP connection within ``seconds``; the lookup runs in a thread so a hanging DNS cannot block us."""
-    result: list[bool] = []
-
-    def attempt() -> None:
-        try:
-            with socket.create_connection((host, port), timeout=seconds):
-                result.append(True)
-        except OSError:
-            result.append(False)
-
-    thread = threading.Thread(target=attempt, daemon=True)
-    thread.start()
-    thread.join(seconds + 0.5)
-    return bool(result and result[0])
-
-
 def _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code) -> Encoder:
     folder = where.path
     report = require_loadable(folder, allow_pickle)
@@ -229,6 +197,8 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
     from .backends.torch_backend import TorchEncoder, read_json
 
     manifest = read_manifest(folder)
+    if pooling is not None and (report.has_modules_json or report.kind == "onnx"):
+        _refuse_other_pooling(folder, pooling, manifest.pooling if report.kind == "onnx" else folder_pooling(folder))
     if report.kind == "onnx":
         from .backends.onnx_backend import OnnxEncoder
 
@@ -288,14 +258,39 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
     )
 
 
+def folder_pooling(folder: Path) -> str | None:
+    """The pooling mode a sentence-transformers folder's Pooling module sets ('mean', 'cls', 'max', ...), if any."""
+    from .backends.torch_backend import read_json
+
+    for module in read_json(folder / "modules.json"):
+        if str(module.get("type", "")).endswith("Pooling"):
+            config = read_json(folder / module.get("path", "") / "config.json")
+            if isinstance(config.get("pooling_mode"), str):
+                return config["pooling_mode"]
+            modes = [re.sub(r"_tokens?$", "", k[len("pooling_mode_"):]) for k, v in config.items()
+                     if k.startswith("pooling_mode_") and v is True]
+            return "+".join(modes) or None
+    return None
+
+
+def _refuse_other_pooling(folder: Path, asked: str, own: str | None) -> None:
+    """A folder that records its pooling (modules.json, an ONNX graph) cannot be run with another one."""
+    if own == asked:
+        return
+    raise UnsupportedError(
+        f"{folder} sets its own pooling ({own or 'none'}, in its modules.json or exported graph), so pooling={asked!r} "
+        f"(CLI: --pooling) cannot apply; drop it, or load the transformer folder inside it to choose a pooling"
+    )
+
+
 def _load_static(where, precision, device, pooling, prompts, default_prompt) -> Encoder:
     """A static (token-vector table) folder: numpy only, on the CPU, mean pooling."""
     from .backends.static_backend import StaticEncoder
 
     if device not in (None, "cpu"):
-        raise UnsupportedError(f"static model {where.path} runs on the CPU in numpy only; drop device={device!r}")
+        raise UnsupportedError(f"static model {where.path} runs on the CPU in numpy only; drop device={device!r} (CLI: --device)")
     if pooling not in (None, "mean"):
-        raise UnsupportedError(f"static model {where.path} averages its token vectors; drop pooling={pooling!r}")
+        raise UnsupportedError(f"static model {where.path} averages its token vectors; drop pooling={pooling!r} (CLI: --pooling)")
     return StaticEncoder.from_folder(
         where.path, name=where.name, precision=precision, prompts=prompts, default_prompt_name=default_prompt
     )

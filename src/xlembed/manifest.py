@@ -7,14 +7,12 @@ the manifest adds what they do not record: the precision it was saved in, prompt
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import asdict, dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
 from .errors import ModelFilesError
-from .paths import current_umask
+from .paths import write_text_atomic
 
 MANIFEST_NAME = "xlembed.json"
 FORMATS = ("sentence-transformers", "onnx", "static")
@@ -76,18 +74,3 @@ def read_manifest(folder: Path) -> Manifest | None:
     if manifest.format not in FORMATS:
         raise ModelFilesError(f"{path}: unknown format {manifest.format!r} (known: {', '.join(FORMATS)})")
     return manifest
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    """Write a text file under a temporary name in the same folder, then rename it into place."""
-    path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.chmod(tmp, 0o666 & ~current_umask())  # mkstemp makes 0600; a saved model is readable like any file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-

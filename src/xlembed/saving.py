@@ -36,7 +36,7 @@ def save(
 
     if isinstance(encoder, StaticEncoder):  # a static folder stores fp32, fp16 or int8 rows
         if format not in (None, "static"):
-            raise BadInputError(f"a static model is saved as a static folder; drop format={format!r}")
+            raise BadInputError(f"a static model is saved as a static folder; drop format={format!r} (CLI: --format)")
         return encoder.save(out_dir, storage=precision or encoder.precision, overwrite=overwrite)
     from .backends.onnx_backend import OnnxEncoder, export_onnx_folder
     from .backends.torch_backend import TorchEncoder
@@ -48,9 +48,9 @@ def save(
     if format not in ("sentence-transformers", "onnx"):
         raise BadInputError(f"format must be 'sentence-transformers' or 'onnx', got {format!r}")
     if format == "onnx" and precision not in ("fp32", "int8"):
-        raise BadInputError(f"an ONNX folder holds fp32 or int8, not {precision}; use format='sentence-transformers'")
+        raise BadInputError(f"an ONNX folder holds fp32 or int8, not {precision}; use format='sentence-transformers' (CLI: --format sentence-transformers)")
     if format == "sentence-transformers" and precision == "int8":
-        raise BadInputError("int8 is saved as an ONNX folder; use format='onnx' (the default for int8)")
+        raise BadInputError("int8 is saved as an ONNX folder; use format='onnx' (the default for int8; CLI: --format onnx)")
     out_dir = Path(out_dir)
     if isinstance(encoder, TorchEncoder):
         if format == "onnx":

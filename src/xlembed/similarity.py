@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import numbers
 from dataclasses import dataclass
 from typing import Sequence
 
 import numpy as np
 
-from .encoder import Encoder, l2_normalize
+from .encoder import Encoder, as_texts, l2_normalize
 from .errors import BadInputError
 
 QUERY_BLOCK = 1024
@@ -32,11 +33,14 @@ def similarity(
 ) -> np.ndarray:
     """Cosine similarity matrix between texts (and ``other`` texts), embedded with ``model``.
 
+    A single string is one text: ``similarity("Hund", "dog")`` is a 1x1 matrix.
     ``model`` is an Encoder or anything ``load()`` accepts; None uses the default model.
     """
+    texts = as_texts(texts, "texts")
+    other = None if other is None else as_texts(other, "other")
     encoder = model if isinstance(model, Encoder) else _load(model)
-    a = encoder.encode(list(texts), batch_size=batch_size, prompt=prompt)
-    b = None if other is None else encoder.encode(list(other), batch_size=batch_size, prompt=prompt)
+    a = encoder.encode(texts, batch_size=batch_size, prompt=prompt)
+    b = None if other is None else encoder.encode(other, batch_size=batch_size, prompt=prompt)
     return cosine_similarity(a, b)
 
 
@@ -64,9 +68,9 @@ def search(
     c = _as_matrix(corpus, "corpus")
     if q.shape[1] != c.shape[1]:
         raise BadInputError(f"queries have dimension {q.shape[1]} but the corpus has {c.shape[1]}")
-    if not isinstance(top_k, int) or top_k < 1:
+    if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
         raise BadInputError(f"top_k must be a positive integer, got {top_k!r}")
-    k = min(top_k, len(c))
+    k = min(int(top_k), len(c))
     scores = np.empty((len(q), k), dtype=np.float32)
     indices = np.empty((len(q), k), dtype=np.int64)
     c = l2_normalize(c)

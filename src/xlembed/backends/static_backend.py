@@ -195,6 +195,13 @@ class StaticEncoder(Encoder):
         ids_lists = [enc.ids for enc in encodings]
         return self.pool(ids_lists)
 
+    def _computes_in_fp32(self) -> bool:
+        return True  # rows are dequantized to float32 once, at load
+
+    def _nonfinite_weights(self) -> list[str]:
+        bad = np.flatnonzero(~np.isfinite(self.embeddings).all(axis=1))
+        return [f"{len(bad)} token rows of {WEIGHTS_FILE} (row {int(bad[0])}, ...)"] if len(bad) else []
+
     def pool(self, ids_lists: list[list[int]]) -> np.ndarray:
         """Mean of the rows of each list of tokenizer ids; zero vector where no id has a row."""
         n = len(ids_lists)

@@ -27,7 +27,7 @@ def resolve_device(device: str | None) -> str:
     if device in (None, "auto"):
         return "cuda" if torch.cuda.is_available() else "cpu"
     if device.startswith("cuda") and not torch.cuda.is_available():
-        raise BadInputError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use device='cpu'")
+        raise BadInputError(f"device {device!r} asked for, but torch sees no CUDA GPU here; use device='cpu' (CLI: --device cpu)")
     if device != "cpu" and not device.startswith("cuda"):
         raise BadInputError(f"device must be 'cpu', 'cuda', 'cuda:N' or 'auto', got {device!r}")
     return device
@@ -76,7 +76,7 @@ class TorchEncoder(Encoder):
         check_torch_precision(precision, device)
         model_kwargs = {"dtype": torch.float32, "use_safetensors": not allow_pickle}
         notes: list[str] = []
-        with _quiet_libraries():
+        with _quiet_libraries(), _remote_code_error(folder):
             if has_modules_json:
                 model = SentenceTransformer(
                     str(folder),
@@ -126,6 +126,12 @@ class TorchEncoder(Encoder):
     def _recompute_fp32(self, texts: list[str], prefix: str, output: Output):
         return self._forward(texts, prefix, output, "fp32")
 
+    def _nonfinite_weights(self) -> list[str]:
+        import torch
+
+        return [name for name, tensor in [*self.model.named_parameters(), *self.model.named_buffers()]
+                if tensor.is_floating_point() and not bool(torch.isfinite(tensor).all())]
+
     def _forward(self, texts: list[str], prefix: str, output: Output, precision: str):
         import torch
 
@@ -169,6 +175,21 @@ def _autocast(precision: str, device: str):
         return contextlib.nullcontext()
     dtype = torch.bfloat16 if precision == "bf16" else torch.float16
     return torch.autocast("cuda" if device.startswith("cuda") else "cpu", dtype=dtype)
+
+
+@contextlib.contextmanager
+def _remote_code_error(folder: Path):
+    """transformers' 'pass trust_remote_code=True' refusal, said with the CLI flag and without a hub URL."""
+    try:
+        yield
+    except ValueError as exc:
+        if "trust_remote_code" not in str(exc):
+            raise
+        raise UnsupportedError(
+            f"{folder} needs model code shipped with its files (its config.json has an auto_map), which xlembed "
+            "does not run unless asked; read that code, and if you trust its origin pass trust_remote_code=True "
+            "(CLI: --trust-remote-code)"
+        ) from None
 
 
 @contextlib.contextmanager

@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Iterable, Mapping, Sequence
 
-from ..manifest import write_text_atomic
+from ..paths import write_text_atomic
 
 CARD_NAME = "README.md"
 

@@ -16,7 +16,7 @@ import random
 from pathlib import Path
 
 from ..errors import BadInputError, ModelFilesError
-from ..paths import atomic_folder
+from ..paths import atomic_file, atomic_folder
 
 CHECKPOINT_DIR = "checkpoint"
 BEST_WEIGHTS = "best.safetensors"
@@ -87,10 +87,9 @@ def save_weights(model, path: Path) -> None:
     """Write the model's weights to ``path`` (safetensors) through a temporary name: never half-written."""
     from safetensors.torch import save_model
 
-    tmp = path.with_name(path.name + ".tmp")
     path.parent.mkdir(parents=True, exist_ok=True)
-    save_model(model, str(tmp))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        save_model(model, str(tmp))
 
 
 def load_weights(model, path: Path, what: str) -> None:

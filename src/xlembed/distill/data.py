@@ -6,6 +6,7 @@ The language comes from the file name (``corpus.en-de.tsv``) or from the ``lang`
 
 from __future__ import annotations
 
+import fnmatch
 import glob
 import logging
 import os
@@ -114,32 +115,71 @@ def _split_top_level_commas(text: str) -> list[str]:
     return parts
 
 
-def resolve_files(patterns: Sequence[str | os.PathLike] | str | os.PathLike) -> list[Path]:
-    """Files matched by the patterns, in pattern order, each file once; a pattern that matches nothing is an error."""
+def resolve_files(
+    patterns: Sequence[str | os.PathLike] | str | os.PathLike, exclude: Sequence[str] | str | None = None
+) -> list[Path]:
+    """Files matched by the patterns, in pattern order, each file once.
+
+    A pattern that matches nothing is an error. A ``{a,b}`` alternative that matches nothing while
+    others of the same pattern do is skipped with a warning (``{ntrex128,tico19}/*.en-{de,ja}.tsv``
+    where tico19 has no German file). ``exclude``: names or globs; a file is left out when its file
+    name or the name of any folder on its path matches one (``kyoto_wiki_enja``, ``multi30k.en-fr.tsv``).
+    """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
     patterns = list(patterns)
     if not patterns:
         raise BadInputError("no parallel data given: pass at least one TSV file or glob pattern")
+    excludes = exclude_list(exclude)
     files: list[Path] = []
     seen: set[str] = set()
     for pattern in patterns:
         pattern = os.fspath(pattern)
-        for alternative in expand_braces(pattern):
+        alternatives = expand_braces(pattern)
+        matched, empty, excluded = 0, [], 0
+        for alternative in alternatives:
             path = os.path.expanduser(alternative)
             if _GLOB_CHARS.search(path):
                 matches = sorted(m for m in glob.glob(path, recursive=True) if os.path.isfile(m))
             else:
                 matches = [path] if os.path.isfile(path) else []
             if not matches:
-                where = pattern if alternative == pattern else f"{alternative} (from {pattern})"
-                raise BadInputError(f"no parallel data file matches {where}; check the path and the glob")
+                empty.append(alternative)
+                continue
             for m in matches:
+                if _is_excluded(m, excludes):
+                    excluded += 1
+                    continue
+                matched += 1
                 key = os.path.realpath(m)
                 if key not in seen:
                     seen.add(key)
                     files.append(Path(m))
+        if not matched:
+            where = pattern if alternatives == [pattern] else f"{pattern} (alternatives: {', '.join(alternatives)})"
+            also = f", or every match is excluded by {', '.join(excludes)}" if excluded else ""
+            raise BadInputError(f"no parallel data file matches {where}{also}; check the path and the glob")
+        if empty:
+            warnings.warn(
+                f"{len(empty)} of {len(alternatives)} alternatives of {pattern} match no file and are skipped: "
+                f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}",
+                XlembedWarning, stacklevel=3,
+            )
     return files
+
+
+def exclude_list(items: Sequence[str] | str | None) -> list[str]:
+    """Exclusions as one flat list: a comma-separated string or a list (of comma-separated strings) as one flat list, blanks dropped."""
+    if items is None:
+        return []
+    if isinstance(items, str):
+        items = [items]
+    return [part.strip() for item in items for part in str(item).split(",") if part.strip()]
+
+
+def _is_excluded(path: str, excludes: list[str]) -> bool:
+    parts = Path(path).parts
+    return any(fnmatch.fnmatchcase(part, pattern) for pattern in excludes for part in parts)
 
 
 def lang_from_filename(path: str | os.PathLike) -> str | None:
@@ -158,8 +198,10 @@ def read_parallel(
     max_pairs_per_lang: int | None = None,
     seed: int = 0,
     skip_malformed: bool = False,
+    exclude: Sequence[str] | str | None = None,
 ) -> PairList:
-    """Read parallel pairs from TSV files (paths or globs, ``{a,b}`` brace lists allowed).
+    """Read parallel pairs from TSV files (paths or globs, ``{a,b}`` brace lists allowed; ``exclude``: file or
+    folder names/globs to leave out, see ``resolve_files``).
 
     Both sides must have ``min_chars..max_chars`` characters (after stripping); exact duplicate
     (en, other) pairs are kept once. Pairs are shuffled deterministically with ``seed``; the
@@ -176,7 +218,7 @@ def read_parallel(
         raise BadInputError(f"lang must be a language code such as 'de' or 'zh', got {lang!r}")
 
     stats = ReadStats()
-    files = resolve_files(patterns)
+    files = resolve_files(patterns, exclude)
     by_lang: dict[str, list[ParallelPair]] = defaultdict(list)
     seen_pairs: set[tuple[str, str]] = set()
     for path in files:
@@ -251,7 +293,7 @@ def _read_file(path: Path, lang: str, min_chars: int, max_chars: int, skip_malfo
             if problem is not None:
                 where = f"{path}:{lineno}"
                 if not skip_malformed:
-                    raise DataFormatError(f"{where}: malformed line: {problem}; fix the line or pass skip_malformed")
+                    raise DataFormatError(f"{where}: malformed line: {problem}; fix the line, or pass skip_malformed=True (CLI: --skip-malformed) to skip such lines")
                 stats.n_malformed += 1
                 if len(stats.malformed_at) < 10:
                     stats.malformed_at.append(where)

@@ -16,10 +16,11 @@ from typing import Sequence
 
 from ..encoder import Encoder
 from ..errors import BadInputError
-from ..manifest import Manifest, write_text_atomic
-from ..paths import atomic_folder, cache_dir
+from ..manifest import Manifest
+from ..paths import write_text_atomic
+from ..paths import atomic_folder, cache_dir, check_output_folder
 from .card import write_model_card
-from .data import read_parallel, split_dev
+from .data import exclude_list, read_parallel, split_dev
 from .train import TrainConfig, train_student
 
 # ISO 639-1 codes of the parallel files -> the LASER Tatoeba file codes
@@ -89,6 +90,7 @@ def distill(
     min_chars: int = 1,
     max_chars: int = 1000,
     skip_malformed: bool = False,
+    exclude: Sequence[str] | str | None = None,
     config: TrainConfig | None = None,
     resume: bool = False,
     overwrite: bool = False,
@@ -100,20 +102,21 @@ def distill(
     progress: bool | None = None,
     command: str | None = None,
 ) -> dict:
-    """Distil ``teacher`` into ``student`` (a transformer name/folder, or 'static'); returns the run summary."""
+    """Distil ``teacher`` into ``student`` (a transformer name/folder, or 'static'); returns the run summary.
+
+    ``exclude``: file or folder names (or globs) of ``train`` matches to leave out (``kyoto_wiki_enja``).
+    """
     from .. import load
 
     config = config or TrainConfig()
     config.check()
-    out = Path(out)
-    if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise BadInputError(f"{out} exists and is not empty; choose another folder or pass --overwrite")
+    out = check_output_folder(Path(out), overwrite)
     if student == "static" and not tokenizer:
         raise BadInputError("a static student needs --tokenizer: a model name or folder whose tokenizer.json is used")
     cache_root = Path(cache_root) if cache_root else cache_dir() / "teacher"
     started = time.perf_counter()
 
-    pairs = read_parallel(train, lang=lang, min_chars=min_chars, max_chars=max_chars,
+    pairs = read_parallel(train, lang=lang, min_chars=min_chars, max_chars=max_chars, exclude=exclude,
                           max_pairs_per_lang=max_pairs_per_lang, seed=config.seed, skip_malformed=skip_malformed)
     if not pairs:
         raise BadInputError(f"no pairs were read from {train!r}: {pairs.stats.summary()}")
@@ -122,6 +125,7 @@ def distill(
     teacher_enc = load(teacher)
     data_facts = {
         "files": pairs.stats.files,
+        "excluded": exclude_list(exclude),
         "pairs_per_language": languages,
         "train_pairs": len(train_pairs),
         "dev_pairs": len(dev_pairs),
@@ -188,6 +192,18 @@ def _dev_row(label: str, figures: dict | None) -> dict:
     return {"weights": label, **{k: v for k, v in figures.items()}}
 
 
+def _warm_start_fact(cfg: dict, training: dict) -> str:
+    """What the warm-start map was fitted on: the pairs or sentences used, not only the configured size."""
+    used = training.get("warm_start_used")
+    if used is None:
+        return f"none ({cfg['warm_start']}: the student is trained from its own outputs)"
+    what = ("pairs, both sides onto the English teacher vector" if cfg.get("warm_start_fit") == "both"
+            else "English sentences")
+    short = (f"; all the training data held (configured: {cfg['warm_start_sentences']})"
+             if used < cfg["warm_start_sentences"] else "")
+    return f"ridge map (alpha {cfg['warm_start_alpha']}) fitted on {used} {what}{short} ({cfg['warm_start']})"
+
+
 def _card(folder: Path, out: Path, summary: dict) -> None:
     training, cfg, data = summary["training"], summary["config"], summary["data"]
     facts = [
@@ -206,9 +222,7 @@ def _card(folder: Path, out: Path, summary: dict) -> None:
         ("Loss", "MSE to the teacher's vectors (English and translation)"
                  + (f" + {cfg['contrastive_weight']} x in-batch InfoNCE (temperature {cfg['contrastive_temperature']})"
                     if cfg.get("contrastive_weight") else "")),
-        ("Warm start", f"ridge map (alpha {cfg['warm_start_alpha']}) fitted on {cfg['warm_start_sentences']} "
-                       + ("pairs, both sides onto the English teacher vector" if cfg.get("warm_start_fit") == "both"
-                          else "English sentences") + f" ({cfg['warm_start']})"),
+        ("Warm start", _warm_start_fact(cfg, training)),
         ("Output weights", "the kept weights" if cfg.get("interpolate", 1) >= 1 else
                            f"{1 - cfg['interpolate']:.2g} x warm start + {cfg['interpolate']:.2g} x kept weights (WiSE-FT)"),
         ("Training time", f"{training['seconds']} s ({training['sentences_per_second']} sentences/s)"),

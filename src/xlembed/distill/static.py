@@ -263,7 +263,7 @@ def distill_static(
         raise BadInputError(f"dim must be between 1 and the teacher's dim {teacher.dim}, got {dim!r}")
     out = Path(out)
     if out.exists() and (not out.is_dir() or any(out.iterdir())) and not overwrite:
-        raise BadInputError(f"{out} exists and is not empty; choose another folder or pass overwrite=True")
+        raise BadInputError(f"{out} exists and is not empty; choose another folder or pass overwrite=True (CLI: --overwrite)")
     tokenizer_path = resolve_tokenizer(tokenizer)
     tok = load_tokenizer(tokenizer_path)
     say = _printer(progress)

@@ -14,15 +14,14 @@ import hashlib
 import json
 import os
 import re
-import tempfile
 import uuid
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..encoder import Encoder
-from ..errors import BadInputError
+from ..encoder import Encoder, as_texts
+from ..paths import write_bytes_atomic
 
 CACHE_FORMAT = 1
 SHARD_ROWS = 8192  # texts per shard when many are missing: an interruption loses at most one shard's work
@@ -54,7 +53,7 @@ class TeacherCache:
         self.folder.mkdir(parents=True, exist_ok=True)
         meta = self.folder / "meta.json"
         if not meta.is_file():
-            _write_atomic(meta, json.dumps({"format": CACHE_FORMAT, **self.identity}, indent=1).encode())
+            write_bytes_atomic(meta, json.dumps({"format": CACHE_FORMAT, **self.identity}, indent=1).encode(), fsync=True)
         self.refresh()
 
     def __len__(self) -> int:
@@ -105,13 +104,8 @@ class TeacherCache:
         return mm
 
     def get(self, texts: Sequence[str], batch_size: int = 64) -> np.ndarray:
-        """An (n, dim) float32 array: the teacher's embedding of each text, in order."""
-        if isinstance(texts, str):
-            raise BadInputError("TeacherCache.get takes a list of texts, not a single string")
-        texts = list(texts)
-        for i, t in enumerate(texts):
-            if not isinstance(t, str):
-                raise TypeError(f"texts[{i}] is {type(t).__name__}, not str")
+        """An (n, dim) float32 array: the teacher's embedding of each text, in order (a str is one text)."""
+        texts = as_texts(texts)
         keys = [text_key(t) for t in texts]
         missing = self._missing(keys, texts)
         if missing:
@@ -147,9 +141,9 @@ class TeacherCache:
         if vectors.shape != (len(keys), self.dim):
             raise ValueError(f"teacher returned shape {vectors.shape}, expected {(len(keys), self.dim)}")
         name = f"shard-{uuid.uuid4().hex[:16]}"
-        _write_atomic(self.folder / f"{name}.f32", vectors.tobytes(order="C"))
+        write_bytes_atomic(self.folder / f"{name}.f32", vectors.tobytes(order="C"), fsync=True)
         entry = {"rows": len(keys), "dim": self.dim, "keys": keys}
-        _write_atomic(self.folder / f"{name}.keys.json", json.dumps(entry).encode())  # last: makes it visible
+        write_bytes_atomic(self.folder / f"{name}.keys.json", json.dumps(entry).encode(), fsync=True)  # last: makes it visible
         self._loaded.add(name)
         for row, key in enumerate(keys):
             self._index[key] = (name, row)
@@ -195,19 +189,3 @@ def _source_files_stamp(source: str) -> list[str]:
         except OSError:
             continue
     return []
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        raise

@@ -98,7 +98,7 @@ class TrainConfig:
                 f"{self.contrastive_weight} and {self.contrastive_temperature}"
             )
         if not (self.lr > 0 and self.head_lr > 0):
-            raise BadInputError(f"learning rates must be > 0, got lr={self.lr}, head_lr={self.head_lr}")
+            raise BadInputError(f"learning rates must be > 0, got lr={self.lr}, head_lr={self.head_lr} (CLI: --lr, --head-lr)")
         if not 0 <= self.warmup < 1:
             raise BadInputError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
         if self.max_length < 8:
@@ -131,6 +131,9 @@ class TrainResult:
     epoch_seconds: list[float]
     teacher_encoded: int
     resumed_from_step: int | None
+    # what the warm-start map was fitted on: pairs (fit 'both') or English sentences (fit 'english'); None: no map.
+    # It is min(warm_start_sentences, what the training data holds), so it can be below the configured size.
+    warm_start_used: int | None = None
 
 
 # ---------------------------------------------------------------- the student model
@@ -388,11 +391,14 @@ def train_student(
             "so warm_start cannot be 'off'"
         )
     head = None
+    warm_start_used = None
+    if use_head:  # deterministic, so a resumed run knows it too
+        fit_texts, fit_en = warm_start_rows(train_pairs, config)
+        warm_start_used = len(fit_texts) // 2 if config.warm_start_fit == "both" else len(fit_texts)
     if use_head and not resume:
         t0 = time.perf_counter()
-        fit_texts, fit_en = warm_start_rows(train_pairs, config)
         head = fit_head(student, np.stack([target_of[t] for t in fit_en]), fit_texts, s_prefix, config.warm_start_alpha)
-        emit({"event": "warm_start", "sentences": len(fit_texts), "fit": config.warm_start_fit, "alpha": config.warm_start_alpha,
+        emit({"event": "warm_start", "sentences": len(fit_texts), "used": warm_start_used, "fit": config.warm_start_fit, "alpha": config.warm_start_alpha,
               "seconds": round(time.perf_counter() - t0, 2)})
     elif use_head:  # resuming: the checkpoint's weights replace this placeholder
         head = LinearMap(np.zeros((student.dim, teacher.dim), np.float32), np.zeros(teacher.dim, np.float32))
@@ -532,6 +538,7 @@ def train_student(
         epoch_seconds=state["epoch_seconds"],
         teacher_encoded=teacher_encoded,
         resumed_from_step=resumed_from,
+        warm_start_used=warm_start_used,
     )
     emit({"event": "done", **{k: v for k, v in dataclasses.asdict(result).items() if k != "evals"}})
     return model, result
@@ -575,7 +582,7 @@ def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targe
     scheduler.step()
     value = float(loss.detach())
     if not math.isfinite(value):
-        raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}, head_lr={config.head_lr})")
+        raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}, head_lr={config.head_lr}; CLI: --lr, --head-lr)")
     return value
 
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError
+from ..paths import atomic_file
 
 WEIGHT_KEY = "weight"  # (d_student, d_teacher): apply as x @ weight + bias
 BIAS_KEY = "bias"  # (d_teacher,)
@@ -64,13 +65,12 @@ class LinearMap:
 
         path = Path(path)
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(path.name + ".tmp")
-        save_file(
-            {WEIGHT_KEY: np.ascontiguousarray(self.weight), BIAS_KEY: np.ascontiguousarray(self.bias)},
-            str(tmp),
-            metadata={"format": "xlembed.linear_map", "apply": "x @ weight + bias"},
-        )
-        tmp.replace(path)  # never leave a half-written map under the real name
+        with atomic_file(path) as tmp:  # never leave a half-written map under the real name
+            save_file(
+                {WEIGHT_KEY: np.ascontiguousarray(self.weight), BIAS_KEY: np.ascontiguousarray(self.bias)},
+                str(tmp),
+                metadata={"format": "xlembed.linear_map", "apply": "x @ weight + bias"},
+            )
         return path
 
     @classmethod

@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
-from ..encoder import Encoder
-from ..paths import cache_dir
+from ..encoder import Encoder, as_texts
+from ..paths import atomic_file, cache_dir, write_text_atomic
 
 
 class EmbeddingCache:
@@ -30,6 +28,7 @@ class EmbeddingCache:
         self.misses = 0
 
     def encode(self, encoder: Encoder, texts: list[str], prompt: str | None = None, batch_size: int = 32) -> np.ndarray:
+        texts = as_texts(texts)
         prefix = encoder.resolve_prompt(prompt)
         if not encoder.info.cacheable:  # in-memory weights: a name-based key could serve another model's vectors
             self.misses += len(texts)
@@ -60,10 +59,11 @@ class EmbeddingCache:
 
 def encode_texts(encoder: Encoder, texts: list[str], prompt: str | None = None,
                  cache: EmbeddingCache | None = None, batch_size: int = 32) -> np.ndarray:
-    """Sentence embeddings of ``texts`` (not normalized), through ``cache`` when one is given."""
+    """Sentence embeddings of ``texts`` (not normalized; a str is one text), through ``cache`` when one is given."""
+    texts = as_texts(texts)
     if cache is None:
-        return encoder.encode(list(texts), batch_size=batch_size, prompt=prompt)
-    return cache.encode(encoder, list(texts), prompt=prompt, batch_size=batch_size)
+        return encoder.encode(texts, batch_size=batch_size, prompt=prompt)
+    return cache.encode(encoder, texts, prompt=prompt, batch_size=batch_size)
 
 
 def _model_key(encoder: Encoder, prefix: str) -> str:
@@ -97,13 +97,9 @@ def _read_index(folder: Path) -> dict:
 
 
 def _write_index_atomic(folder: Path, index: dict) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=".index.", suffix=".tmp", dir=folder)
-    with os.fdopen(fd, "w", encoding="utf-8") as f:
-        json.dump(index, f)
-    os.replace(tmp, folder / "index.json")
+    write_text_atomic(folder / "index.json", json.dumps(index))
 
 
 def _save_npy_atomic(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.stem}.tmp.npy")
-    np.save(tmp, np.asarray(array, dtype=np.float32))
-    os.replace(tmp, path)
+    with atomic_file(path, suffix=".npy") as tmp:
+        np.save(tmp, np.asarray(array, dtype=np.float32))

@@ -23,6 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError, DataFormatError
+from ..io import split_lines
 
 _TATOEBA_FILE = re.compile(r"^tatoeba\.([A-Za-z_]+)-eng\.\1$")
 _STS17_FILE = re.compile(r"^STS17\.([a-z]{2}-[a-z]{2})((?:\.[A-Za-z0-9_-]+)*)\.tsv$")
@@ -57,10 +58,7 @@ def _lines(path: Path) -> list[str]:
     text = _read_text(path)
     if not text.strip():
         raise DataFormatError(f"{path}, line 1: empty file")
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line.removesuffix("\r") for line in lines]
+    return split_lines(text)
 
 
 def _parse_score(value: str, path: Path, line: int) -> float:
@@ -77,15 +75,24 @@ def _parse_score(value: str, path: Path, line: int) -> float:
 
 
 def tatoeba_languages(folder) -> list[str]:
-    """Languages with a ``tatoeba.XXX-eng.XXX`` file in ``folder``, sorted."""
+    """Languages with both ``tatoeba.XXX-eng.XXX`` and ``tatoeba.XXX-eng.eng`` in ``folder``, sorted.
+
+    A folder with no complete language is an error that names the files expected.
+    """
     folder = Path(folder)
     if not folder.is_dir():
         raise DataFormatError(f"{folder}: Tatoeba folder not found")
-    langs = []
+    langs, halves = [], []
     for p in folder.iterdir():
         m = _TATOEBA_FILE.match(p.name)
         if m and p.is_file():
-            langs.append(m.group(1))
+            (langs if (folder / f"tatoeba.{m.group(1)}-eng.eng").is_file() else halves).append(m.group(1))
+    if not langs:
+        incomplete = (f"; {', '.join(sorted(halves))} lack(s) the English file tatoeba.XXX-eng.eng" if halves else "")
+        raise DataFormatError(
+            f"no Tatoeba data in {folder}: expected pairs of files tatoeba.XXX-eng.XXX and tatoeba.XXX-eng.eng "
+            f"(e.g. tatoeba.deu-eng.deu + tatoeba.deu-eng.eng, as in the LASER Tatoeba test sets){incomplete}"
+        )
     return sorted(langs)
 
 
@@ -95,12 +102,17 @@ def read_tatoeba(folder, lang: str, limit: int | None = None) -> tuple[list[str]
     folder = Path(folder)
     xx_path = folder / f"tatoeba.{lang}-eng.{lang}"
     en_path = folder / f"tatoeba.{lang}-eng.eng"
-    if not xx_path.is_file() or not en_path.is_file():
-        available = tatoeba_languages(folder)
-        missing = xx_path if not xx_path.is_file() else en_path
+    if xx_path.is_file() != en_path.is_file():
+        have, missing = (xx_path, en_path) if xx_path.is_file() else (en_path, xx_path)
         raise DataFormatError(
-            f"Tatoeba language {lang!r} not found: {missing} does not exist; "
-            f"available in {folder}: {', '.join(available) or 'none'}"
+            f"Tatoeba language {lang!r} is incomplete in {folder}: {missing.name} is missing (its partner "
+            f"{have.name} is there); both files are needed"
+        )
+    if not xx_path.is_file():
+        available = tatoeba_languages(folder)
+        raise DataFormatError(
+            f"Tatoeba language {lang!r} not found: {xx_path} does not exist; "
+            f"available in {folder}: {', '.join(available)}"
         )
     xx = _lines(xx_path)
     en = _lines(en_path)

@@ -13,8 +13,8 @@ from typing import Iterable, Sequence
 
 import numpy as np
 
-from ..encoder import Encoder, l2_normalize
-from ..errors import BadInputError
+from ..encoder import Encoder, as_texts, l2_normalize
+from ..errors import BadInputError, NumericalError
 from ..similarity import search
 from .cache import EmbeddingCache, encode_texts
 from .data import read_sts, read_tatoeba, sts_files, tatoeba_languages
@@ -301,15 +301,19 @@ def sts(
         cos = _row_cosine(emb[:n], emb[n:])
         if n < 2 or np.ptp(data.scores) == 0:
             raise BadInputError(f"{f}: need at least 2 pairs with differing gold scores to correlate, got {n}")
+        if np.ptp(cos) == 0:
+            raise NumericalError(
+                f"model {encoder.name!r} gives the same cosine ({cos[0]:.4f}) to all {n} pairs of {f}, so no "
+                "correlation can be computed: its vectors carry no information (check the model files)"
+            )
+        scores = {"spearman": 100 * float(spearmanr(cos, data.scores).statistic),
+                  "pearson": 100 * float(pearsonr(cos, data.scores).statistic)}
         results.append(
             TaskResult(
                 task="sts",
                 dataset=data.name,
                 language=data.language,
-                scores={
-                    "spearman": 100 * float(spearmanr(cos, data.scores).statistic),
-                    "pearson": 100 * float(pearsonr(cos, data.scores).statistic),
-                },
+                scores=scores,
                 main_score="spearman",
                 prompt=prefix,
                 details={"n": n, "file": str(f), "limit": limit},
@@ -379,7 +383,7 @@ def drift(
 
     Scores: mean (main), p1 (1st percentile) and min, plain cosines; a non-finite row counts as -1.
     """
-    texts = list(texts)
+    texts = as_texts(texts)
     if not texts:
         raise BadInputError("drift needs at least one text")
     ref = np.asarray(encode_texts(reference, texts, prompt=prompt, cache=cache), dtype=np.float64)
