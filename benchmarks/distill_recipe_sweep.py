@@ -30,7 +30,7 @@ from distill_minilm_multilingual import training_files  # noqa: E402
 from encode_speed import machine_info  # noqa: E402
 
 import xlembed  # noqa: E402
-from xlembed.distill.checkpoint import START_WEIGHTS  # noqa: E402
+from xlembed.train.checkpoint import START_WEIGHTS  # noqa: E402
 from xlembed.distill.cross_eval import cross_model_tatoeba  # noqa: E402
 from xlembed.distill.data import read_parallel, split_dev  # noqa: E402
 from xlembed.distill.run import trained_encoder  # noqa: E402

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 
 import xlembed
-from xlembed.distill.checkpoint import START_WEIGHTS, load_weights
+from xlembed.train.checkpoint import START_WEIGHTS, load_weights
 from xlembed.distill.data import ParallelPair
 from xlembed.distill.train import (
+    TeacherRegression,
     TrainConfig,
     TrainingInterrupted,
     _loss,
-    _step,
     build_student,
     interpolate_weights,
     length_batches,
@@ -76,8 +76,10 @@ def test_one_step_lowers_the_loss(tiny):
     import torch
 
     teacher, student = tiny
+    from xlembed.train.loop import _step
+
     texts = [p.en for p in _pairs(16)]
-    targets = torch.from_numpy(teacher.encode(texts))
+    targets = teacher.encode(texts)
     model = build_student(student, None, normalize=True)
     model.train()
     torch.manual_seed(0)
@@ -85,8 +87,11 @@ def test_one_step_lowers_the_loss(tiny):
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
     model.eval()  # no dropout: the two losses differ only by the update
     config = TrainConfig(lr=1e-3)
-    before = _step(model, optimizer, scheduler, None, config, texts, targets, "")
-    after = _step(model, optimizer, scheduler, None, config, texts, targets, "")
+    objective = TeacherRegression(texts, targets, "", config)
+    params = list(model.parameters())
+    rows = list(range(len(texts)))
+    before = _step(model, objective, rows, optimizer, scheduler, None, params, config)
+    after = _step(model, objective, rows, optimizer, scheduler, None, params, config)
     assert after < before * 0.95, (before, after)
 
 

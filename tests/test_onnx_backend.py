@@ -16,8 +16,10 @@ pytest.importorskip("onnxscript")
 
 from tiny_models import HIDDEN, make_tiny_st_folder  # noqa: E402
 
-from xlembed.backends import onnx_backend  # noqa: E402
-from xlembed.backends.onnx_backend import OnnxEncoder, cached_onnx_folder, export_onnx_folder  # noqa: E402
+from xlembed.backends.onnx_backend import OnnxEncoder  # noqa: E402
+from xlembed.compress import artifacts, onnx_export  # noqa: E402
+from xlembed.compress.artifacts import cached_onnx_folder  # noqa: E402
+from xlembed.compress.onnx_export import export_onnx_folder  # noqa: E402
 from xlembed.backends.torch_backend import TorchEncoder  # noqa: E402
 from xlembed.errors import BadInputError, ExportError, NumericalError, XlembedWarning  # noqa: E402
 from xlembed.manifest import read_manifest  # noqa: E402
@@ -164,13 +166,13 @@ def test_nan_guard_without_fp32_file_raises(int8_folder, monkeypatch):
 def test_cached_onnx_folder_exports_once(torch_encoder, tmp_path, monkeypatch):
     monkeypatch.setenv("XLEMBED_CACHE", str(tmp_path / "cache"))
     calls = []
-    real_export = onnx_backend.export_onnx_folder
+    real_export = artifacts.export_onnx_folder
 
     def counting_export(*args, **kwargs):
         calls.append(kwargs.get("precision"))
         return real_export(*args, **kwargs)
 
-    monkeypatch.setattr(onnx_backend, "export_onnx_folder", counting_export)
+    monkeypatch.setattr(artifacts, "export_onnx_folder", counting_export)
     first = cached_onnx_folder(torch_encoder, "int8")
     second = cached_onnx_folder(torch_encoder, "int8")
     assert calls == ["int8"]
@@ -194,7 +196,7 @@ def test_failed_quantization_leaves_nothing(torch_encoder, tmp_path, monkeypatch
 
 
 def test_failed_verification_names_the_figure(torch_encoder, tmp_path, monkeypatch):
-    monkeypatch.setattr(onnx_backend, "VERIFY_MIN_COSINE", 1.5)  # no graph can pass this
+    monkeypatch.setattr(onnx_export, "VERIFY_MIN_COSINE", 1.5)  # no graph can pass this
     out = tmp_path / "out"
     with pytest.raises(ExportError, match=r"lowest sentence cosine \d\.\d+"):
         export_onnx_folder(torch_encoder, out, precision="fp32")

@@ -373,6 +373,73 @@ def distill(
     typer.echo(f"wrote {summary['kind']} student to {out} (model card: {out / 'README.md'})")
 
 
+@app.command()
+@handle_errors
+def compress(
+    model: str = typer.Option(..., "--model", "-m", help="The model to compress: a transformer model (name, folder, hub id)."),
+    langs: str = typer.Option(..., "--langs", help="Languages to keep, comma-separated ISO codes, e.g. en,ja,zh."),
+    steps: str = typer.Option(..., "--steps", help="Comma-separated steps: trim[:SIZE], drop:N, prune:heads=R,ffn=R, share:G, recover[:epochs=E,steps=S,lr=L], int8 | onnx (last)."),
+    out: Path = typer.Option(..., "--out", help="Folder for the compressed model (loads with xlembed.load)."),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text files or globs in your languages, one text per line (repeatable): what the trim keeps and recovery trains on."),
+    parallel: Optional[list[str]] = typer.Option(None, "--parallel", help="Parallel TSV files or globs (English TAB other) of the kept languages: both sides are training text, held-out pairs measure retrieval."),
+    exclude: Optional[list[str]] = typer.Option(None, "--exclude", help="Leave out --parallel files whose file or folder name matches (names or globs)."),
+    max_pairs_per_lang: Optional[int] = typer.Option(None, "--max-pairs-per-lang", help="Read at most N parallel pairs per language (seeded)."),
+    trim_size: Optional[str] = typer.Option(None, "--trim-size", help="Vocabulary budget of trim: a share of the parent's parameters (0.45) or a piece count (default: every piece your languages use)."),
+    lang_weights: Optional[list[str]] = typer.Option(None, "--lang-weight", help="Weight of a language when --trim-size cuts, e.g. en=8 when English is half your text (repeatable; default 1 each)."),
+    recover_epochs: Optional[int] = typer.Option(None, "--recover-epochs", help="Passes over the training text in recover (default 1)."),
+    recover_steps: Optional[int] = typer.Option(None, "--recover-steps", help="Stop recover after N steps."),
+    recover_lr: Optional[float] = typer.Option(None, "--recover-lr", help="Learning rate of recover (default 1e-4)."),
+    batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per recover step (default 64)."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per sentence in recover (default 128)."),
+    teacher_precision: str = typer.Option("fp32", "--teacher-precision", help="Precision of the parent when it computes recovery targets: fp32, or bf16 (~3x faster on CPUs with bf16 instructions)."),
+    tatoeba: Optional[Path] = typer.Option(None, "--tatoeba", help="Tatoeba folder for the check after each step (default: tatoeba/ under $XLEMBED_DATA or ../shared/data when present)."),
+    dev_size: int = typer.Option(256, "--dev-size", help="Held-out texts for the check after each step."),
+    min_cosine: float = typer.Option(0.3, "--min-cosine", help="Stop when a step leaves a mean cosine to the parent below this on the dev texts."),
+    max_tatoeba_drop: float = typer.Option(30.0, "--max-tatoeba-drop", help="Stop when a step costs more Tatoeba points than this on the sample."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
+    resume: bool = typer.Option(False, "--resume", help="Reuse the steps an interrupted run finished (OUT.steps/)."),
+    keep_steps: bool = typer.Option(False, "--keep-steps", help="Keep every step's folder in OUT.steps/."),
+) -> None:
+    """Compress a model for your languages: trim the vocabulary, drop/prune/share layers, recover, quantize."""
+    import shlex
+
+    from .compress.pipeline import compress as run_compress
+    from .compress.recover import recovery_config
+
+    given = {"epochs": recover_epochs, "max_steps": recover_steps, "lr": recover_lr, "batch_size": batch_size,
+             "max_length": max_length}
+    config = recovery_config(**{k: v for k, v in given.items() if v is not None})
+    if tatoeba is None:
+        from .eval.bench import default_data_root
+
+        root = default_data_root()
+        tatoeba = root / "tatoeba" if root is not None and (root / "tatoeba").is_dir() else None
+    summary = run_compress(
+        model, out, langs, steps, corpus=corpus, parallel=parallel, exclude=exclude,
+        max_pairs_per_lang=max_pairs_per_lang, trim_size=trim_size, lang_weights=_parse_weights(lang_weights or []),
+        recover_config=config, teacher_precision=teacher_precision, tatoeba_dir=tatoeba, dev_size=dev_size,
+        min_cosine=min_cosine, max_tatoeba_drop=max_tatoeba_drop, overwrite=overwrite, resume=resume,
+        keep_steps=keep_steps, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
+    )
+    rows = [{k: v for k, v in r.items() if k != "tatoeba_sample"} for r in summary["results"]]
+    typer.echo(format_table(rows))
+    typer.echo(f"wrote the compressed model to {out} (model card: {out / 'README.md'})")
+
+
+def _parse_weights(items: list[str]) -> dict[str, float]:
+    """['en=8', 'ja=2'] -> {'en': 8.0, 'ja': 2.0}."""
+    out: dict[str, float] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        try:
+            out[key.strip()] = float(value)
+        except ValueError:
+            sep = ""
+        if not sep or not key.strip():
+            raise BadInputError(f"--lang-weight must look like CODE=NUMBER (e.g. en=8), got {item!r}")
+    return out
+
+
 def _parse_thresholds(items: list[str]) -> dict[str, float | None]:
     """'S.tatoeba_accuracy=92' -> {'S.tatoeba_accuracy': 92.0}; 'B.throughput=none' removes a criterion."""
     out: dict[str, float | None] = {}

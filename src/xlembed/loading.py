@@ -189,23 +189,48 @@ def _model_folders_in(root: Path, depth: int = 3) -> list[Path]:
     return found
 
 
+@dataclass
+class _Request:
+    """What ``load()`` was asked for, handed to the opener of the folder's format."""
+
+    where: Resolved
+    report: object  # checks.FolderReport
+    precision: str | None
+    device: str | None
+    pooling: str | None
+    prompts: dict[str, str] | None
+    default_prompt: str | None
+    allow_pickle: bool
+    trust_remote_code: bool
+
+
 def _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code) -> Encoder:
-    folder = where.path
-    report = require_loadable(folder, allow_pickle)
-    if report.kind == "static":
-        return _load_static(where, precision, device, pooling, prompts, default_prompt)
+    report = require_loadable(where.path, allow_pickle)
+    request = _Request(where, report, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
+    return OPENERS[report.kind](request)
+
+
+def _open_onnx(request: _Request) -> Encoder:
+    from .backends.onnx_backend import OnnxEncoder
+
+    folder = request.where.path
+    if request.pooling is not None:
+        _refuse_other_pooling(folder, request.pooling, read_manifest(folder).pooling)
+    return OnnxEncoder.from_folder(
+        folder, name=request.where.name, precision=request.precision, device=request.device or "cpu",
+        prompts=request.prompts, default_prompt_name=request.default_prompt,
+    )
+
+
+def _open_transformer(request: _Request) -> Encoder:
+    """A sentence-transformers or plain transformers folder: torch, or the cached int8 ONNX export of it."""
     from .backends.torch_backend import TorchEncoder, read_json
 
+    where, report, pooling = request.where, request.report, request.pooling
+    folder = where.path
     manifest = read_manifest(folder)
-    if pooling is not None and (report.has_modules_json or report.kind == "onnx"):
-        _refuse_other_pooling(folder, pooling, manifest.pooling if report.kind == "onnx" else folder_pooling(folder))
-    if report.kind == "onnx":
-        from .backends.onnx_backend import OnnxEncoder
-
-        return OnnxEncoder.from_folder(
-            folder, name=where.name, precision=precision, device=device or "cpu",
-            prompts=prompts, default_prompt_name=default_prompt,
-        )
+    if pooling is not None and report.has_modules_json:
+        _refuse_other_pooling(folder, pooling, folder_pooling(folder))
     entry = where.entry
     config = read_json(folder / "config.json") if (folder / "config.json").is_file() else {}
     pooling_source = "argument"
@@ -214,48 +239,53 @@ def _load_folder(where, precision, device, pooling, prompts, default_prompt, all
             pooling, pooling_source = entry.pooling, f"catalogue entry {entry.name!r}"
         elif config.get("model_type") in T5_MODEL_TYPES:
             pooling, pooling_source = "mean", "encoder-only T5 default"
-    folder_prompts = _folder_prompts(folder)
     merged = dict(entry.prompts) if entry else {}
-    merged.update(folder_prompts)
-    if prompts is not None:
-        merged = dict(prompts)
-    wanted = precision or _default_precision(manifest, device)
-    default_name = (default_prompt or None) if default_prompt is not None else _default_prompt_name(
+    merged.update(_folder_prompts(folder))
+    if request.prompts is not None:
+        merged = dict(request.prompts)
+    wanted = request.precision or _default_precision(manifest, request.device)
+    default_name = (request.default_prompt or None) if request.default_prompt is not None else _default_prompt_name(
         folder, manifest, entry, merged
     )
-    pooling_override = None if report.has_modules_json else pooling
-    if wanted == "int8":
-        from .backends.onnx_backend import OnnxEncoder, cache_has, onnx_cache_folder
 
-        cached = onnx_cache_folder(folder, "int8", pooling_override)
-        if cache_has(cached, "int8"):  # exported before: no need to load the torch model at all
-            return OnnxEncoder.from_folder(
-                cached, name=where.name, precision="int8", device="cpu", prompts=merged, default_prompt_name=default_name
-            )
-    encoder = TorchEncoder.from_folder(
-        folder,
-        name=where.name,
-        precision="fp32" if wanted == "int8" else wanted,
-        device=device,
-        pooling=pooling,
-        pooling_source=pooling_source,
-        prompts=merged,
-        default_prompt_name=default_name,
-        allow_pickle=allow_pickle,
-        trust_remote_code=trust_remote_code,
-        has_modules_json=report.has_modules_json,
-    )
-    if wanted != "int8":
+    def torch_encoder(precision: str) -> TorchEncoder:
+        encoder = TorchEncoder.from_folder(
+            folder, name=where.name, precision=precision, device=request.device, pooling=pooling,
+            pooling_source=pooling_source, prompts=merged, default_prompt_name=default_name,
+            allow_pickle=request.allow_pickle, trust_remote_code=request.trust_remote_code,
+            has_modules_json=report.has_modules_json,
+        )
+        if (folder / "compress.json").is_file():  # pruned units cut out, shared layers tied: same outputs, faster
+            from .compress.layers import apply_structure, structure_of
+            from .compress.folder import read_record
+
+            apply_structure(encoder.model, structure_of(read_record(folder)))
         return encoder
-    from .backends.onnx_backend import OnnxEncoder, cached_onnx_folder
 
-    onnx_folder = cached_onnx_folder(encoder, "int8", pooling_override)
-    info = encoder.info
-    del encoder  # the torch model is not needed once exported
+    if wanted != "int8":
+        return torch_encoder(wanted)
+    from .backends.onnx_backend import OnnxEncoder
+    from .compress.artifacts import int8_folder
+
+    # exported and quantized once into the cache; a later load finds it without loading torch at all
+    onnx_folder = int8_folder(folder, None if report.has_modules_json else pooling, lambda: torch_encoder("fp32"))
     return OnnxEncoder.from_folder(
-        onnx_folder, name=where.name, precision="int8", device="cpu",
-        prompts=info.prompts, default_prompt_name=info.default_prompt_name,
+        onnx_folder, name=where.name, precision="int8", device="cpu", prompts=merged, default_prompt_name=default_name
     )
+
+
+def _open_static(request: _Request) -> Encoder:
+    return _load_static(request.where, request.precision, request.device, request.pooling, request.prompts,
+                        request.default_prompt)
+
+
+# folder format (checks.FolderReport.kind) -> the function that opens it as an Encoder
+OPENERS = {
+    "sentence-transformers": _open_transformer,
+    "transformers": _open_transformer,
+    "onnx": _open_onnx,
+    "static": _open_static,
+}
 
 
 def folder_pooling(folder: Path) -> str | None:

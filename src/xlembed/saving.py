@@ -32,35 +32,56 @@ def save(
     int8 is written as ONNX and everything else as a sentence-transformers folder. A static model is
     written as a static folder (fp32, fp16 or int8 rows) whatever ``format`` says.
     """
-    from .backends.static_backend import StaticEncoder
-
-    if isinstance(encoder, StaticEncoder):  # a static folder stores fp32, fp16 or int8 rows
+    if encoder.backend == "static":
         if format not in (None, "static"):
             raise BadInputError(f"a static model is saved as a static folder; drop format={format!r} (CLI: --format)")
-        return encoder.save(out_dir, storage=precision or encoder.precision, overwrite=overwrite)
-    from .backends.onnx_backend import OnnxEncoder, export_onnx_folder
-    from .backends.torch_backend import TorchEncoder
-
+        format = "static"
     precision = precision or encoder.precision
     if precision not in PRECISIONS:
         raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
-    format = format or ("onnx" if precision == "int8" or isinstance(encoder, OnnxEncoder) else "sentence-transformers")
-    if format not in ("sentence-transformers", "onnx"):
+    format = format or ("onnx" if precision == "int8" or encoder.backend == "onnx" else "sentence-transformers")
+    if format not in WRITERS:
         raise BadInputError(f"format must be 'sentence-transformers' or 'onnx', got {format!r}")
     if format == "onnx" and precision not in ("fp32", "int8"):
         raise BadInputError(f"an ONNX folder holds fp32 or int8, not {precision}; use format='sentence-transformers' (CLI: --format sentence-transformers)")
     if format == "sentence-transformers" and precision == "int8":
         raise BadInputError("int8 is saved as an ONNX folder; use format='onnx' (the default for int8; CLI: --format onnx)")
-    out_dir = Path(out_dir)
-    if isinstance(encoder, TorchEncoder):
-        if format == "onnx":
-            return export_onnx_folder(encoder, out_dir, precision=precision, overwrite=overwrite)
-        return _save_torch(encoder, out_dir, precision, overwrite)
-    if isinstance(encoder, OnnxEncoder):
+    return WRITERS[format](encoder, Path(out_dir), precision, overwrite)
+
+
+def _write_sentence_transformers(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
+    if encoder.backend != "torch":
+        _cannot_write(encoder, "a sentence-transformers folder")
+    return _save_torch(encoder, out_dir, precision, overwrite)
+
+
+def _write_onnx(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
+    if encoder.backend == "torch":
+        from .compress.onnx_export import export_onnx_folder
+
+        return export_onnx_folder(encoder, out_dir, precision=precision, overwrite=overwrite)
+    if encoder.backend == "onnx":
         return _copy_onnx(encoder, out_dir, precision, overwrite)
+    _cannot_write(encoder, "an ONNX folder")
+
+
+def _write_static(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:
+    return encoder.save(out_dir, storage=precision, overwrite=overwrite)
+
+
+def _cannot_write(encoder, what: str):
     raise UnsupportedError(
-        f"{encoder.name!r} ({encoder.backend} backend) cannot be saved by xlembed: it is loaded from its package"
+        f"{encoder.name!r} ({encoder.backend} backend) cannot be written as {what} by xlembed"
+        + (": it is loaded from its package" if encoder.backend == "use" else "")
     )
+
+
+# target folder format -> the function that writes an encoder in it
+WRITERS = {
+    "sentence-transformers": _write_sentence_transformers,
+    "onnx": _write_onnx,
+    "static": _write_static,
+}
 
 
 def _save_torch(encoder, out_dir: Path, precision: str, overwrite: bool) -> Path:

@@ -39,8 +39,9 @@ def render_card(
     tables: Mapping[str, Sequence[Mapping]] | None = None,
     usage: str | None = None,
     command: str | None = None,
+    intro: str = "Distilled with xlembed.",
 ) -> str:
-    parts = [f"# {title}", "", "Distilled with xlembed.", ""]
+    parts = [f"# {title}", "", intro, ""]
     parts += [f"- **{label}**: {_cell(value)}" for label, value in facts]
     if usage:
         parts += ["", "## Use", "", "```python", usage.strip(), "```"]
@@ -54,8 +55,9 @@ def render_card(
     return "\n".join(parts)
 
 
-def write_model_card(folder: Path | str, title: str, facts, tables=None, usage=None, command=None) -> Path:
+def write_model_card(folder: Path | str, title: str, facts, tables=None, usage=None, command=None,
+                     intro: str = "Distilled with xlembed.") -> Path:
     """Render the card and write it atomically to ``folder/README.md``."""
     path = Path(folder) / CARD_NAME
-    write_text_atomic(path, render_card(title, facts, tables, usage, command))
+    write_text_atomic(path, render_card(title, facts, tables, usage, command, intro))
     return path

@@ -19,13 +19,9 @@ from __future__ import annotations
 import copy
 import dataclasses
 import json
-import math
 import random
-import signal
-import sys
 import time
 import warnings
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -33,17 +29,15 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..encoder import Encoder, l2_normalize
-from ..errors import BadInputError, XlembedError, XlembedWarning
-from .checkpoint import Checkpoint, CHECKPOINT_DIR, BEST_WEIGHTS, START_WEIGHTS, load_weights, save_weights
+from ..errors import BadInputError, XlembedWarning
+from ..train.checkpoint import CHECKPOINT_DIR, START_WEIGHTS, load_weights, save_weights
+from ..train.loop import TrainingInterrupted, fit, length_batches, parameter_groups, token_lengths
+
+__all__ = ["TrainConfig", "TrainResult", "train_student", "TrainingInterrupted", "length_batches", "build_student",
+           "interpolate_weights", "warm_start_rows", "dev_figures", "TeacherRegression"]
 from .data import ParallelPair
 from .teacher_cache import TeacherCache
 from .warm_start import LinearMap, as_torch_dense, fit_linear_map
-
-
-class TrainingInterrupted(XlembedError):
-    """Training stopped on SIGINT/SIGTERM after saving a checkpoint; rerun with resume=True."""
-
-    exit_code = 130
 
 
 @dataclass
@@ -245,51 +239,6 @@ def _sequential(modules):
     return SentenceTransformer(modules=list(modules), device="cpu")
 
 
-# ---------------------------------------------------------------- batches
-
-def length_batches(lengths: Sequence[int], batch_size: int, seed: int, epoch: int, bucket_size: int) -> list[list[int]]:
-    """Seeded shuffle, then sort by length inside buckets of ``bucket_size`` batches; batch order shuffled.
-
-    Sentences of similar length share a batch (little padding) while every epoch sees a new order.
-    The result depends only on (lengths, batch_size, seed, epoch, bucket_size): resume recomputes it.
-    """
-    rng = random.Random(seed * 1_000_003 + epoch)
-    order = list(range(len(lengths)))
-    rng.shuffle(order)
-    span = batch_size * max(1, bucket_size)
-    batches = []
-    for start in range(0, len(order), span):
-        bucket = sorted(order[start : start + span], key=lambda i: lengths[i])
-        batches.extend(bucket[i : i + batch_size] for i in range(0, len(bucket), batch_size))
-    rng.shuffle(batches)
-    return batches
-
-
-# ---------------------------------------------------------------- signals
-
-@contextmanager
-def stop_on_signals(flag: dict):
-    """SIGINT/SIGTERM set ``flag['signal']``; the loop saves a checkpoint at the next step boundary."""
-    installed = {}
-
-    def handler(signum, _frame):
-        if flag.get("signal"):  # a second Ctrl-C: the user insists
-            raise KeyboardInterrupt
-        flag["signal"] = signal.Signals(signum).name
-        print(f"\n{flag['signal']} received: saving a checkpoint after this step (again to abort)", file=sys.stderr)
-
-    for sig in (signal.SIGINT, signal.SIGTERM):
-        try:
-            installed[sig] = signal.signal(sig, handler)
-        except ValueError:  # not the main thread: signals cannot be caught here
-            pass
-    try:
-        yield
-    finally:
-        for sig, old in installed.items():
-            signal.signal(sig, old)
-
-
 # ---------------------------------------------------------------- evaluation
 
 def dev_figures(model, dev: Sequence[ParallelPair], dev_targets: np.ndarray, prefix: str, batch_size: int = 64) -> dict:
@@ -323,6 +272,35 @@ def dev_figures(model, dev: Sequence[ParallelPair], dev_targets: np.ndarray, pre
 
 # ---------------------------------------------------------------- the loop
 
+class TeacherRegression:
+    """The distillation objective: each row is a sentence and the teacher vector it must land on (MSE, plus
+    ``contrastive_weight`` x in-batch InfoNCE); dev figures from ``dev_figures`` (kept: lowest dev MSE)."""
+
+    metric = "dev_mse"
+
+    def __init__(self, texts: list[str], targets: np.ndarray, prefix: str, config: TrainConfig,
+                 dev_pairs: Sequence[ParallelPair] = (), dev_targets: np.ndarray | None = None, fingerprint: str = ""):
+        self.texts, self.targets, self.prefix, self.config = texts, targets, prefix, config
+        self.dev_pairs, self.dev_targets, self._fingerprint = list(dev_pairs), dev_targets, fingerprint
+
+    def loss(self, model, rows: list[int]):
+        import torch
+
+        features = model.preprocess([self.texts[i] for i in rows], prompt=self.prefix or None)
+        features = {k: (v.to(self.config.device) if hasattr(v, "to") else v) for k, v in features.items()}
+        out = model(features)["sentence_embedding"]
+        targets = torch.from_numpy(self.targets[rows]).to(self.config.device)
+        return _loss(out.float(), targets, self.config)
+
+    def evaluate(self, model) -> dict | None:
+        if not self.dev_pairs:
+            return None
+        return dev_figures(model, self.dev_pairs, self.dev_targets, self.prefix)
+
+    def fingerprint(self) -> str:
+        return self._fingerprint
+
+
 def train_student(
     student: Encoder,
     teacher: Encoder,
@@ -344,6 +322,7 @@ def train_student(
     ``work_dir`` holds the checkpoint and the best weights. A run that finds a checkpoint there
     refuses to start unless ``resume`` (then it continues from it: same data and config required).
     ``log`` receives one dict per event (the JSONL log); ``on_step(step)`` is called after each step.
+    The loop itself is ``xlembed.train.loop.fit``.
     """
     import torch
 
@@ -370,16 +349,15 @@ def train_student(
     texts = [t for p in train_pairs for t in (p.en, p.other)]
     targets = np.stack([target_of[p.en] for p in train_pairs for _ in (0, 1)])
     dev_targets = np.stack([target_of[p.en] for p in dev_pairs]) if dev_pairs else None
-
-    checkpoint = Checkpoint(work_dir / CHECKPOINT_DIR)
     fingerprint = _fingerprint(config, train_pairs, dev_pairs, student, teacher, s_prefix)
-    if checkpoint.exists() and not resume:
+    checkpoint_folder = work_dir / CHECKPOINT_DIR
+    if (checkpoint_folder / "state.json").is_file() and not resume:
         raise BadInputError(
-            f"{checkpoint.folder} holds a checkpoint of an interrupted run: pass resume=True (CLI: --resume) "
+            f"{checkpoint_folder} holds a checkpoint of an interrupted run: pass resume=True (CLI: --resume) "
             f"to continue it, or delete {work_dir} to start over"
         )
-    if resume and not checkpoint.exists():
-        raise BadInputError(f"nothing to resume: no checkpoint in {checkpoint.folder}; run without --resume")
+    if resume and not (checkpoint_folder / "state.json").is_file():
+        raise BadInputError(f"nothing to resume: no checkpoint in {checkpoint_folder}; run without --resume")
 
     normalize = bool(teacher.info.normalized_output)
     use_head = config.warm_start == "on" or (
@@ -398,8 +376,8 @@ def train_student(
     if use_head and not resume:
         t0 = time.perf_counter()
         head = fit_head(student, np.stack([target_of[t] for t in fit_en]), fit_texts, s_prefix, config.warm_start_alpha)
-        emit({"event": "warm_start", "sentences": len(fit_texts), "used": warm_start_used, "fit": config.warm_start_fit, "alpha": config.warm_start_alpha,
-              "seconds": round(time.perf_counter() - t0, 2)})
+        emit({"event": "warm_start", "sentences": len(fit_texts), "used": warm_start_used, "fit": config.warm_start_fit,
+              "alpha": config.warm_start_alpha, "seconds": round(time.perf_counter() - t0, 2)})
     elif use_head:  # resuming: the checkpoint's weights replace this placeholder
         head = LinearMap(np.zeros((student.dim, teacher.dim), np.float32), np.zeros(teacher.dim, np.float32))
     model = build_student(student, head, normalize, config.device)
@@ -409,135 +387,34 @@ def train_student(
     if config.freeze_layers:
         freeze_lower_layers(model[0].auto_model, config.freeze_layers)
 
-    head_params = [p for m in list(model)[2:] for p in m.parameters() if p.requires_grad] if use_head else []
-    head_ids = {id(p) for p in head_params}
-    body = [(n, p) for n, p in model.named_parameters() if p.requires_grad and id(p) not in head_ids]
-    groups = [
-        {"params": [p for n, p in body if not _no_decay(n)], "weight_decay": config.weight_decay, "lr": config.lr},
-        {"params": [p for n, p in body if _no_decay(n)], "weight_decay": 0.0, "lr": config.lr},
-    ]
-    if head_params:
-        groups.append({"params": head_params, "weight_decay": 0.0, "lr": config.head_lr})
-    optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
-
-    lengths = _token_lengths(model, texts, s_prefix, model.max_seq_length)
-    steps_per_epoch = math.ceil(len(texts) / config.batch_size)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
-    warmup_steps = int(config.warmup * total_steps)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, _linear_schedule(warmup_steps, total_steps))
-    scaler = torch.amp.GradScaler("cuda") if config.fp16 else None
-
-    state = {"step": 0, "epoch": 0, "batch": 0, "best_mse": None, "best": None, "warm_start": None,
-             "evals": [], "since_best": 0, "epoch_seconds": [], "sentences": 0, "train_seconds": 0.0}
-    resumed_from = None
-    if resume:
-        state = checkpoint.load(model, optimizer, scheduler, fingerprint)
-        resumed_from = state["step"]
-        emit({"event": "resume", "step": state["step"], "epoch": state["epoch"], "batch": state["batch"]})
-
-    def evaluate(tag: str) -> dict | None:
-        if not dev_pairs:
-            return None
-        figures = {"step": state["step"], **dev_figures(model, dev_pairs, dev_targets, s_prefix)}
-        improved = state["best_mse"] is None or figures["dev_mse"] < state["best_mse"]
-        if improved:
-            save_weights(model, work_dir / BEST_WEIGHTS)
-            state["best_mse"], state["best"], state["since_best"] = figures["dev_mse"], figures, 0
-        else:
-            state["since_best"] += 1
-        state["evals"].append(figures)
-        emit({"event": "eval", "tag": tag, "improved": improved, **figures})
-        return figures
-
-    if not resume:
-        save_weights(model, work_dir / START_WEIGHTS)  # what interpolate mixes back in at the end
-        state["warm_start"] = evaluate("warm_start")
-        checkpoint.save(model, optimizer, scheduler, state, fingerprint)  # a SIGKILL now loses nothing
-
-    flag: dict = {}
-    bar = _progress_bar(total_steps, state["step"], progress)
-    stopped = "completed"
-    model.train(config.dropout)  # only dropout differs between the modes of these models
-    with stop_on_signals(flag):
-        while state["step"] < total_steps and stopped == "completed":
-            batches = length_batches(lengths, config.batch_size, config.seed, state["epoch"], config.bucket_size)
-            epoch_started = time.perf_counter()
-            while state["batch"] < len(batches):
-                if state["step"] >= total_steps:
-                    stopped = "max_steps"
-                    break
-                t0 = time.perf_counter()
-                idx = batches[state["batch"]]
-                loss = _step(model, optimizer, scheduler, scaler, config, [texts[i] for i in idx],
-                             torch.from_numpy(targets[idx]), s_prefix)
-                state["step"] += 1
-                state["batch"] += 1
-                state["sentences"] += len(idx)
-                state["train_seconds"] += time.perf_counter() - t0
-                if bar is not None:
-                    bar.update(1)
-                    bar.set_postfix(loss=f"{loss:.3e}", epoch=state["epoch"] + 1)
-                if state["step"] % 10 == 0 or state["step"] == total_steps:
-                    emit({"event": "train", "step": state["step"], "epoch": state["epoch"], "loss": loss,
-                          "lr": scheduler.get_last_lr()[0],
-                          "sentences_per_s": round(state["sentences"] / max(state["train_seconds"], 1e-9), 2),
-                          "rss_mb": _rss_mb()})
-                if on_step is not None:
-                    on_step(state["step"])
-                if config.eval_every and state["step"] % config.eval_every == 0 and state["step"] < total_steps:
-                    evaluate("periodic")
-                    if config.patience is not None and state["since_best"] >= config.patience:
-                        stopped = "early_stopping"
-                if flag.get("signal"):
-                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
-                    emit({"event": "interrupted", "signal": flag["signal"], "step": state["step"]})
-                    if bar is not None:
-                        bar.close()
-                    raise TrainingInterrupted(
-                        f"training stopped by {flag['signal']} at step {state['step']}/{total_steps}; the checkpoint "
-                        f"is in {checkpoint.folder}: rerun the same command with --resume to continue"
-                    )
-                if stopped != "completed":
-                    break
-                if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
-            else:
-                state["epoch_seconds"].append(round(time.perf_counter() - epoch_started, 3))
-                state["epoch"] += 1
-                state["batch"] = 0
-    if bar is not None:
-        bar.close()
-    if state["step"] >= total_steps and stopped == "completed" and config.max_steps is not None \
-            and total_steps < steps_per_epoch * config.epochs:
-        stopped = "max_steps"
-    if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
-        evaluate("final")
-    if dev_pairs:
-        load_weights(model, work_dir / BEST_WEIGHTS, "the best weights of this run")
-    final = state["best"]
+    head_params = [p for m in list(model)[2:] for p in m.parameters()] if use_head else []
+    groups = parameter_groups(model, config.lr, config.weight_decay, head=head_params, head_lr=config.head_lr)
+    objective = TeacherRegression(texts, targets, s_prefix, config, dev_pairs, dev_targets, fingerprint)
+    loop = fit(model, objective, config, work_dir, groups, resume=resume, progress=progress, log=emit,
+               on_step=on_step, lengths=token_lengths(model, texts, s_prefix),
+               before_start=lambda: save_weights(model, work_dir / START_WEIGHTS),  # what interpolate mixes back in
+               desc="distill", start_tag="warm_start")
+    final = loop.best
     if config.interpolate < 1:
         interpolate_weights(model, work_dir / START_WEIGHTS, config.interpolate)
         if dev_pairs:
-            final = {"step": state["step"], "interpolate": config.interpolate,
+            final = {"step": loop.steps, "interpolate": config.interpolate,
                      **dev_figures(model, dev_pairs, dev_targets, s_prefix)}
             emit({"event": "eval", "tag": "interpolated", "improved": None, **final})
     model.eval()
-    seconds = time.perf_counter() - started
     result = TrainResult(
-        steps=state["step"],
-        epochs_done=round(state["step"] / steps_per_epoch, 3),
-        stopped=stopped,
-        evals=state["evals"],
-        warm_start=state["warm_start"],
-        best=state["best"],
+        steps=loop.steps,
+        epochs_done=loop.epochs_done,
+        stopped=loop.stopped,
+        evals=loop.evals,
+        warm_start=loop.first,
+        best=loop.best,
         final=final,
-        seconds=round(seconds, 2),
-        sentences_per_second=round(state["sentences"] / max(state["train_seconds"], 1e-9), 2),
-        epoch_seconds=state["epoch_seconds"],
+        seconds=round(time.perf_counter() - started, 2),
+        sentences_per_second=loop.sentences_per_second,
+        epoch_seconds=loop.epoch_seconds,
         teacher_encoded=teacher_encoded,
-        resumed_from_step=resumed_from,
+        resumed_from_step=loop.resumed_from_step,
         warm_start_used=warm_start_used,
     )
     emit({"event": "done", **{k: v for k, v in dataclasses.asdict(result).items() if k != "evals"}})
@@ -554,36 +431,6 @@ def interpolate_weights(model, start_path: Path, weight: float) -> None:
     with torch.no_grad():
         model.load_state_dict({k: torch.lerp(start[k], v, weight) if v.is_floating_point() else v
                                for k, v in own.items()})
-
-
-def _step(model, optimizer, scheduler, scaler, config: TrainConfig, texts, targets, prefix) -> float:
-    import torch
-
-    features = model.preprocess(texts, prompt=prefix or None)
-    features = {k: (v.to(config.device) if hasattr(v, "to") else v) for k, v in features.items()}
-    targets = targets.to(config.device)
-    params = [p for g in optimizer.param_groups for p in g["params"]]
-    optimizer.zero_grad(set_to_none=True)
-    if scaler is not None:
-        with torch.autocast("cuda", dtype=torch.float16):
-            out = model(features)["sentence_embedding"]
-        loss = _loss(out.float(), targets, config)
-        scaler.scale(loss).backward()
-        scaler.unscale_(optimizer)
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        scaler.step(optimizer)
-        scaler.update()
-    else:
-        out = model(features)["sentence_embedding"]
-        loss = _loss(out, targets, config)
-        loss.backward()
-        torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
-        optimizer.step()
-    scheduler.step()
-    value = float(loss.detach())
-    if not math.isfinite(value):
-        raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}, head_lr={config.head_lr}; CLI: --lr, --head-lr)")
-    return value
 
 
 def _loss(out, targets, config: TrainConfig):
@@ -605,25 +452,6 @@ def _loss(out, targets, config: TrainConfig):
     return loss
 
 
-def _linear_schedule(warmup_steps: int, total_steps: int):
-    def factor(step: int) -> float:
-        if step < warmup_steps:
-            return (step + 1) / (warmup_steps + 1)
-        return max(0.0, (total_steps - step) / max(1, total_steps - warmup_steps))
-
-    return factor
-
-
-def _no_decay(name: str) -> bool:
-    return name.endswith(".bias") or "LayerNorm" in name or "layer_norm" in name
-
-
-def _token_lengths(model, texts, prefix, max_length) -> list[int]:
-    from ..backends.torch_backend import token_lengths
-
-    return [min(n, max_length) for n in token_lengths(model.tokenizer, texts, prefix)]
-
-
 def _fingerprint(config: TrainConfig, train_pairs, dev_pairs, student: Encoder, teacher: Encoder, prefix: str) -> str:
     import hashlib
 
@@ -639,24 +467,3 @@ def _fingerprint(config: TrainConfig, train_pairs, dev_pairs, student: Encoder, 
             h.update(b"\n")
         h.update(b"--")
     return h.hexdigest()
-
-
-def _rss_mb() -> float | None:
-    """This process's resident memory in MB (Linux; None elsewhere), logged to catch growth in long runs."""
-    try:
-        pages = int(Path("/proc/self/statm").read_text().split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    import os
-
-    return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
-
-
-def _progress_bar(total: int, initial: int, progress: bool | None):
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="distill", unit="step", dynamic_ncols=True)
