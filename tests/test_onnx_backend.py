@@ -14,7 +14,7 @@ import pytest
 pytest.importorskip("onnxruntime")
 pytest.importorskip("onnxscript")
 
-from tiny_models import HIDDEN, make_tiny_st_folder  # noqa: E402
+from tiny_models import HIDDEN, make_tiny_st_folder, rowwise_cosine  # noqa: E402
 
 from xlembed.backends.onnx_backend import OnnxEncoder  # noqa: E402
 from xlembed.compress import artifacts, onnx_export  # noqa: E402
@@ -37,11 +37,6 @@ TEXTS = [
     "yes",
 ]
 
-
-def _cos(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    a = a / np.linalg.norm(a, axis=1, keepdims=True)
-    b = b / np.linalg.norm(b, axis=1, keepdims=True)
-    return (a * b).sum(1)
 
 
 @pytest.fixture(scope="module")
@@ -74,14 +69,14 @@ def test_fp32_matches_torch_on_untraced_shapes(torch_encoder, fp32_folder):
         ref = torch_encoder.encode(TEXTS, batch_size=batch_size)
         got = onnx_enc.encode(TEXTS, batch_size=batch_size)
         assert got.dtype == np.float32 and got.shape == (len(TEXTS), HIDDEN)
-        assert _cos(got, ref).min() > 0.9999
+        assert rowwise_cosine(got, ref).min() > 0.9999
         np.testing.assert_allclose(np.linalg.norm(got, axis=1), 1.0, atol=1e-5)  # Normalize is in the graph
 
     ref_tok = torch_encoder.encode(TEXTS, batch_size=4, output="token")
     got_tok = onnx_enc.encode(TEXTS, batch_size=4, output="token")
     for r, g in zip(ref_tok, got_tok):
         assert g.shape == r.shape and g.shape[1] == HIDDEN  # padding removed, same token count
-        assert _cos(g, r).min() > 0.9999
+        assert rowwise_cosine(g, r).min() > 0.9999
 
 
 def test_manifest_and_files(fp32_folder, int8_folder):
@@ -105,7 +100,7 @@ def test_dense_layer_is_kept(tmp_path):
     assert onnx_enc.dim == DENSE_OUT
     got = onnx_enc.encode(TEXTS, batch_size=3)
     assert got.shape == (len(TEXTS), DENSE_OUT)
-    assert _cos(got, torch_enc.encode(TEXTS, batch_size=3)).min() > 0.9999
+    assert rowwise_cosine(got, torch_enc.encode(TEXTS, batch_size=3)).min() > 0.9999
     tokens = onnx_enc.encode(TEXTS[:2], output="token")
     assert tokens[0].shape[1] == HIDDEN  # token vectors are the transformer's, before Dense
 
@@ -115,7 +110,7 @@ def test_int8_round_trip(torch_encoder, int8_folder):
     assert onnx_enc.precision == "int8" and onnx_enc.name == "tiny-int8"
     got = onnx_enc.encode(TEXTS, batch_size=3)
     assert got.shape == (len(TEXTS), HIDDEN) and np.isfinite(got).all()
-    assert _cos(got, torch_encoder.encode(TEXTS, batch_size=3)).min() > 0.95
+    assert rowwise_cosine(got, torch_encoder.encode(TEXTS, batch_size=3)).min() > 0.95
 
 
 def test_missing_precision_is_a_bad_input(int8_folder):
@@ -135,7 +130,7 @@ def test_token_lengths_count_truncation(torch_encoder, fp32_folder):
     assert onnx_enc.last_stats.truncated_indices == [1]
     with pytest.warns(XlembedWarning):
         ref = torch_encoder.encode(texts)
-    assert _cos(got, ref).min() > 0.9999
+    assert rowwise_cosine(got, ref).min() > 0.9999
 
 
 def test_nan_guard_uses_fp32_file(torch_encoder, tmp_path, monkeypatch):
@@ -151,7 +146,7 @@ def test_nan_guard_uses_fp32_file(torch_encoder, tmp_path, monkeypatch):
     with pytest.warns(XlembedWarning, match="recomputed in fp32"):
         got = onnx_enc.encode(TEXTS[:3])
     assert onnx_enc.last_stats.n_recomputed_fp32 == 3
-    assert _cos(got, torch_encoder.encode(TEXTS[:3])).min() > 0.9999
+    assert rowwise_cosine(got, torch_encoder.encode(TEXTS[:3])).min() > 0.9999
 
 
 def test_nan_guard_without_fp32_file_raises(int8_folder, monkeypatch):

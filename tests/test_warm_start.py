@@ -101,7 +101,7 @@ def test_dense_appended_to_a_sentence_transformer(tmp_path):
     torch = pytest.importorskip("torch")
     st = pytest.importorskip("sentence_transformers")
     try:
-        from sentence_transformers.sentence_transformer.modules import Pooling, StaticEmbedding
+        from sentence_transformers.sentence_transformer.modules import StaticEmbedding
     except ImportError:
         pytest.skip("this sentence-transformers has no StaticEmbedding")
     from tokenizers import Tokenizer, models, pre_tokenizers

@@ -100,7 +100,7 @@ def _encode(model, texts, prefix) -> np.ndarray:
 def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: Sequence[str],
             dev_texts: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = (), config=None,
             teacher_precision: str = "fp32", cache_root: Path | str | None = None, resume: bool = False,
-            overwrite: bool = False, progress: bool | None = None) -> dict:
+            overwrite: bool = False, progress: bool | None = None, on_step=None) -> dict:
     """Folder -> Folder: train the compressed model in ``folder`` towards ``parent``'s vectors of ``texts``.
 
     dev_texts: held-out texts for the dev MSE/cosine (best weights kept); dev_pairs: held-out (English, other)
@@ -158,7 +158,7 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     log({"event": "start", "parent": str(parent), "child": str(folder), "texts": len(texts), "dev_texts": len(dev_texts),
          "teacher_encoded": cache.n_encoded, "config": dataclasses.asdict(config), "resume": resume})
     groups = parameter_groups(model, config.lr, config.weight_decay)
-    loop = fit(model, objective, config, work_dir, groups, resume=resume, progress=progress, log=log,
+    loop = fit(model, objective, config, work_dir, groups, resume=resume, progress=progress, log=log, on_step=on_step,
                lengths=token_lengths(model, texts, prefix), desc="recover")
     log({"event": "done", **{k: v for k, v in dataclasses.asdict(loop).items() if k != "evals"}})
     step = {"step": "recover", "parent": str(parent), "texts": len(texts), "dev_texts": len(dev_texts),

@@ -43,6 +43,7 @@ class TokenizerView:
     pieces: list[str]
     scores: np.ndarray | None
     special_ids: set[int] = field(default_factory=set)
+    digest: str = ""  # identifies the tokenizer (its JSON) for caches
 
     @classmethod
     def from_json(cls, text: str) -> "TokenizerView":
@@ -63,8 +64,10 @@ class TokenizerView:
         else:
             raise BadInputError(f"vocabulary trimming supports Unigram, WordPiece and BPE tokenizers, not {kind!r}")
         special = {t["id"] for t in data.get("added_tokens", []) if t.get("special")}
+        import hashlib
+
         return cls(data=data, tokenizer=Tokenizer.from_str(text), kind=kind, pieces=pieces, scores=scores,
-                   special_ids=special)
+                   special_ids=special, digest=hashlib.sha256(text.encode("utf-8")).hexdigest())
 
     def count(self, texts: Sequence[str], weights: Sequence[float] | None = None) -> Counter:
         """Occurrences of each piece id when the texts are tokenized (weighted per text)."""
@@ -100,8 +103,21 @@ def mix(parts: Sequence[dict[int, float]]) -> dict[int, float]:
     return dict(out)
 
 
+_EVIDENCE_CACHE: dict[tuple[str, str], Evidence] = {}
+
+
 def language_evidence(view: TokenizerView, lang: Language) -> Evidence:
-    """The built-in evidence for one language (see the module docstring); an error when there is none."""
+    """The built-in evidence for one language (see the module docstring); an error when there is none.
+    Kept in memory per (tokenizer, language): tokenizing a word list takes seconds to a minute."""
+    key = (view.digest, lang.code)
+    if key not in _EVIDENCE_CACHE:
+        _EVIDENCE_CACHE[key] = _language_evidence(view, lang)
+        while len(_EVIDENCE_CACHE) > 32:
+            _EVIDENCE_CACHE.pop(next(iter(_EVIDENCE_CACHE)))
+    return _EVIDENCE_CACHE[key]
+
+
+def _language_evidence(view: TokenizerView, lang: Language) -> Evidence:
     parts, sources = [], []
     if lang.wordfreq and _wordfreq() is not None:
         parts.append(normalize(_wordfreq_counts(view, lang)))

@@ -123,7 +123,8 @@ def resolve_files(
     A pattern that matches nothing is an error. A ``{a,b}`` alternative that matches nothing while
     others of the same pattern do is skipped with a warning (``{ntrex128,tico19}/*.en-{de,ja}.tsv``
     where tico19 has no German file). ``exclude``: names or globs; a file is left out when its file
-    name or the name of any folder on its path matches one (``kyoto_wiki_enja``, ``multi30k.en-fr.tsv``).
+    name or the name of any folder on its path matches one (``kyoto_wiki_enja``, ``multi30k.en-fr.tsv``); an error
+    when nothing is left.
     """
     if isinstance(patterns, (str, os.PathLike)):
         patterns = [patterns]
@@ -155,16 +156,18 @@ def resolve_files(
                 if key not in seen:
                     seen.add(key)
                     files.append(Path(m))
-        if not matched:
+        if not matched and not excluded:
             where = pattern if alternatives == [pattern] else f"{pattern} (alternatives: {', '.join(alternatives)})"
-            also = f", or every match is excluded by {', '.join(excludes)}" if excluded else ""
-            raise BadInputError(f"no parallel data file matches {where}{also}; check the path and the glob")
+            raise BadInputError(f"no parallel data file matches {where}; check the path and the glob")
         if empty:
             warnings.warn(
                 f"{len(empty)} of {len(alternatives)} alternatives of {pattern} match no file and are skipped: "
                 f"{', '.join(empty[:5])}{' ...' if len(empty) > 5 else ''}",
                 XlembedWarning, stacklevel=3,
             )
+    if not files:
+        raise BadInputError(f"every parallel data file matched by {', '.join(map(os.fspath, patterns))} is excluded "
+                            f"by {', '.join(excludes)}; exclude less")
     return files
 
 

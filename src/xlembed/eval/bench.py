@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -146,10 +147,12 @@ def bench_one(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunReco
     from .speed import size
 
     cache = EmbeddingCache(Path(plan.cache_root) if plan.cache_root else None)
+    started = time.perf_counter()
     try:
         encoder = load(model, precision=precision)
     except XlembedError as exc:
         return [], str(exc).splitlines()[0]
+    load_seconds = time.perf_counter() - started
     records, errors = [], []
     for task in [t for t in plan.tasks if t != "drift"]:
         try:
@@ -158,7 +161,7 @@ def bench_one(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunReco
                 records.append(record(encoder, result, plan.command))
         except XlembedError as exc:
             errors.append(f"{task}: {str(exc).splitlines()[0]}")
-    records.append(record(encoder, size(encoder), plan.command))  # peak RSS before a reference model loads
+    records.append(record(encoder, size(encoder, load_seconds), plan.command))  # peak RSS before a reference model loads
     if "drift" in plan.tasks and precision != "fp32":
         try:
             reference = load(model, precision="fp32")

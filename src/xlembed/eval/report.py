@@ -11,6 +11,7 @@ import math
 from html import escape
 from pathlib import Path
 
+from xlembed.eval import compare
 from xlembed.eval.grading import Grade, grade as grade_records
 from xlembed.eval.results import SCHEMA_VERSION, RunRecord
 
@@ -161,6 +162,7 @@ def _markdown(records, grades, title) -> str:
     out.append("|" + " --- |" * len(header))
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     out += ["", prompts_line(records)]
+    out += compare.markdown(records)
     out += ["", "## Grades", "", "| model | precision | grade | reasons |", "| --- | --- | --- | --- |"]
     for (model, precision), g in grades.items():
         out.append(f"| {_md_cell(model)} | {_md_cell(precision)} | {g.grade} | {_md_cell('; '.join(g.reasons))} |")
@@ -396,6 +398,21 @@ def _html_table(header: list[str], rows: list[list[str]], text_cols: int = 2, ta
     return "".join(out)
 
 
+def _html_comparisons(records) -> str:
+    """Each compressed model next to its parent: size, memory, speed, quality per kept and dropped language."""
+    parts = []
+    for comp in compare.comparisons(records):
+        child, parent = comp["child"], comp["parent"]
+        rows = [[r["measure"], r["language"], r["parent"], r["child"], r["change"]] for r in comp["rows"]]
+        parts.append(
+            f"<h2>Compressed: {escape(child[0])} {escape(child[1])} vs its parent {escape(parent[0])} {escape(parent[1])}</h2>"
+            f'<p class="meta">Steps: {escape(" -> ".join(comp["steps"]))}; kept languages: '
+            f'{escape(", ".join(comp["kept"]) or "-")}. Dropped languages show what was given up.</p>'
+            f'<div class="figure">{_html_table(["measure", "language", "parent", "child", "change"], rows, table_id="compression")}</div>'
+        )
+    return "".join(parts)
+
+
 def _html(records, grades, title) -> str:
     series = _rows(records)
     header, rows = _summary(records, grades)
@@ -422,6 +439,7 @@ def _html(records, grades, title) -> str:
 <p class="meta">Main score per task and language (Tatoeba accuracy %, STS Spearman x100, drift mean cosine to FP32), speed, memory and grade.</p>
 <div class="figure">{_html_table(header, rows, table_id="results")}</div>
 <p class="meta" id="prompts">{escape(prompts_line(records))}</p>
+{_html_comparisons(records)}
 <h2>Quality vs speed</h2>
 <div class="figure" id="plot-quality-speed">{_svg_quality_speed(grades, series)}</div>
 <h2>Tatoeba accuracy per language</h2>

@@ -44,16 +44,41 @@ def speed(
                       details={"n_texts": len(sample), "latency_runs": latency_runs})
 
 
-def size(encoder: Encoder) -> TaskResult:
-    """Parameters (millions), bytes on disk of the model's files (MB), and this process's peak RSS (MB)."""
+def size(encoder: Encoder, load_seconds: float | None = None) -> TaskResult:
+    """Parameters (millions), bytes on disk of the model's files (MB), this process's peak RSS (MB) and, when
+    given, the seconds ``load()`` took; details name the folder and, for a compressed model, its parent and steps."""
     scores = {"disk_mb": disk_mb(encoder), "peak_rss_mb": peak_rss_mb()}
     params = parameter_count(encoder)
     if params is not None:
         scores["params_m"] = params / 1e6
+    if load_seconds is not None:
+        scores["load_s"] = load_seconds
     gpu = gpu_max_allocated_mb()
     if gpu is not None:
         scores["gpu_max_allocated_mb"] = gpu
-    return TaskResult(task="size", dataset="-", language="all", scores=scores, main_score="peak_rss_mb")
+    details = {"source": encoder.info.source}
+    compressed = compression_of(encoder.info.source)
+    if compressed:
+        details["compress"] = compressed
+    return TaskResult(task="size", dataset="-", language="all", scores=scores, main_score="peak_rss_mb", details=details)
+
+
+def compression_of(source: str) -> dict | None:
+    """The parent, kept languages and steps of a folder written by ``xlembed compress`` (None for others)."""
+    import json
+
+    path = Path(source) / "compress.json"
+    if not path.is_file():
+        return None
+    try:
+        record = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    steps = record.get("steps") or []
+    languages = next((s.get("languages") for s in steps if s.get("step") == "trim"), None)
+    run = record.get("run") or {}
+    return {"parent": record.get("parent"), "parent_model": run.get("model"),
+            "languages": languages or run.get("languages"), "steps": [s.get("label", s.get("step")) for s in steps]}
 
 
 def peak_rss_mb() -> float:
