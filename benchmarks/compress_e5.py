@@ -44,6 +44,7 @@ ALL_TATOEBA = KEPT_TATOEBA + ("ita", "por", "nld", "pol", "tur", "vie", "hin")
 PREFIX = "query: "
 ROWS = ("st-fp32", "parent", "parent-onnx", "int8-plain", "int8", "trim-0.40", "trim-0.45", "trim-0.50",
         "trim-0.45-onnx", "small", "prune", "share")
+SPEC_PRECISION = {"parent": "fp32", "parent-onnx": "fp32", "int8-plain": "int8", "int8": "int8", "trim-0.45-onnx": "fp32"}
 GOALS = {"trim_share": 0.40, "trim_max_loss": 0.3, "trim_rss_ratio": 2.0, "int8_mean_loss": 0.5, "int8_max_loss": 1.0,
          "int8_speed_ratio": 4.0, "small_speed_ratio": 8.0, "small_mean_loss": 2.0, "small_disk_mb": 40.0}
 
@@ -58,9 +59,15 @@ def parse_args(argv=None):
     p.add_argument("--lang-weight", default="en=8",
                    help="weight of English in the trim ranking: Tatoeba pairs every sentence with an English one, so "
                         "English is half the text (8 = the 8 other languages together); '' for equal weights")
-    p.add_argument("--pairs-per-lang", type=int, default=12000, help="parallel pairs per language for recovery")
-    p.add_argument("--recover-steps", type=int, default=2500, help="recovery steps of the small/prune/share rows")
-    p.add_argument("--recover-lr", type=float, default=2e-4)
+    p.add_argument("--pairs-per-lang", type=int, default=15000, help="parallel pairs per language for recovery")
+    p.add_argument("--recover-steps", type=int, default=3000,
+                   help="most recovery steps of the small row (one pass over the text comes first: ~2,030 steps)")
+    p.add_argument("--other-recover-steps", type=int, default=500,
+                   help="recovery steps of the prune/share rows (their dev curves are compared with small's at this step)")
+    p.add_argument("--recover-lr", type=float, default=3e-4)
+    p.add_argument("--recover-max-chars", type=int, default=120,
+                   help="recovery trains on texts of at most this many characters (Tatoeba-like sentences)")
+    p.add_argument("--recover-max-length", type=int, default=48, help="tokens per text in recovery")
     p.add_argument("--teacher-precision", default="bf16", help="the parent's precision for recovery targets")
     p.add_argument("--speed-texts", type=int, default=2000)
     p.add_argument("--repeats", type=int, default=3)
@@ -71,8 +78,8 @@ def parse_args(argv=None):
 # ------------------------------------------------------------------------------------ one measured model
 
 def worker(spec: dict) -> dict:
-    """In its own process: load (timed), throughput on the mix (median of repeats), peak RSS, then quality."""
-    import resource
+    """In its own process: load (timed), throughput on the mix (median of repeats), peak RSS, then quality
+    (spec["quality"] False: load and one encode of the mix only, for the peak RSS)."""
     import warnings
 
     os.environ["HF_HUB_OFFLINE"] = "1"
@@ -90,6 +97,9 @@ def worker(spec: dict) -> dict:
         encoder = xlembed.load(spec["path"], precision=spec.get("precision"))
         encode = lambda xs: encoder.encode(xs, batch_size=32)  # noqa: E731
     load_s = time.perf_counter() - started
+    if spec.get("quality") is False:
+        encode(texts)
+        return {"peak_rss_mb": peak_rss_mb()}
     encode(texts[:64])
     times = []
     for _ in range(spec["repeats"]):
@@ -98,7 +108,7 @@ def worker(spec: dict) -> dict:
         times.append(time.perf_counter() - t0)
     out = {"load_s": round(load_s, 2), "sent_per_s": round(len(texts) / statistics.median(times), 1),
            "times": [round(t, 2) for t in times],
-           "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)}
+           "peak_rss_mb": peak_rss_mb()}
     if spec["kind"] == "st":
         return out
     from xlembed.eval.speed import disk_mb, parameter_count
@@ -110,6 +120,15 @@ def worker(spec: dict) -> dict:
     out["tatoeba"] = {r.language: round(r.scores["accuracy"], 2) for r in tatoeba(encoder, data / "tatoeba", ALL_TATOEBA)}
     out["sts17"] = {r.language: round(r.scores["spearman"], 2) for r in sts(encoder, data / "sts17")}
     return out
+
+
+def peak_rss_mb() -> float:
+    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux keeps that across fork + exec, so a
+    worker started by a big parent reports the parent's size."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return round(int(line.split()[1]) / 1024, 1)
+    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def measure(name: str, spec: dict, args, texts) -> dict:
@@ -124,9 +143,9 @@ def measure(name: str, spec: dict, args, texts) -> dict:
 # ------------------------------------------------------------------------------------ building the models
 
 def parallel_files(data: Path) -> list[str]:
-    codes = [c for c in LANGS.split(",") if c != "en"]
-    return sorted(str(f) for c in codes for f in (data / "parallel").glob(f"*/*.en-{c}.tsv")
-                  if f.parent.name != "kyoto_wiki_enja")
+    """Every English-X TSV in shared/data/parallel but kyoto_wiki_enja (Wikipedia titles, not sentences); the
+    pipeline keeps the pairs of the 9 languages."""
+    return sorted(str(f) for f in (data / "parallel").glob("*/*.en-*.tsv") if f.parent.name != "kyoto_wiki_enja")
 
 
 def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
@@ -134,18 +153,16 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
     from xlembed.compress import layers, recover, vocab
     from xlembed.compress.onnx_export import export_onnx_folder
     from xlembed.compress.pipeline import gather_inputs
-    from xlembed.compress.languages import parse_langs
+    from xlembed.compress.languages import parse_langs, parse_weights
     import xlembed
 
-    weights = dict(item.split("=") for item in args.lang_weight.split(",") if item) if args.lang_weight else None
-    weights = {k: float(v) for k, v in (weights or {}).items()} or None
-    facts: dict = {}
+    weights = parse_weights(args.lang_weight) or None
     if name.startswith("trim-"):
         size = name.split("-")[1]
         folder = models / f"trim-{size}"
         if not (folder / "compress.json").is_file():
-            facts["trim"] = vocab.trim_vocabulary(parent, folder, LANGS, size=float(size), weights=weights)
-        return folder, facts
+            vocab.trim_vocabulary(parent, folder, LANGS, size=float(size), weights=weights)
+        return folder, steps_record(folder)
     if name in ("small", "prune", "share"):
         trimmed = models / f"trim-{args.small_trim}"
         if not (trimmed / "compress.json").is_file():
@@ -156,25 +173,33 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
         if not (reduced / "compress.json").is_file():
             t0 = time.perf_counter()
             if name == "small":
-                facts["reduce"] = layers.drop_layers(trimmed, reduced, 6, texts=inputs.dev_texts[:256])
+                layers.drop_layers(trimmed, reduced, 6, texts=inputs.dev_texts[:256])
             elif name == "prune":
-                facts["reduce"] = layers.prune(trimmed, reduced, heads=0.5, ffn=0.5, texts=inputs.dev_texts[:256])
+                layers.prune(trimmed, reduced, heads=0.5, ffn=0.5, texts=inputs.dev_texts[:256])
             else:
-                facts["reduce"] = layers.share_layers(trimmed, reduced, groups=6, texts=inputs.dev_texts[:256])
-            facts["reduce_seconds"] = round(time.perf_counter() - t0, 1)
+                layers.share_layers(trimmed, reduced, groups=6, texts=inputs.dev_texts[:256])
+            print(f"{name}: reduced in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         recovered = models / f"{name}-recovered"
         if not (recovered / "compress.json").is_file():
-            config = recover.recovery_config(max_steps=args.recover_steps, batch_size=64, max_length=64,
-                                             lr=args.recover_lr, eval_every=250)
-            facts["recover"] = recover.recover(
-                reduced, recovered, parent, texts=inputs.train_texts, dev_texts=inputs.dev_texts[:500],
+            steps = args.recover_steps if name == "small" else args.other_recover_steps
+            config = recover.recovery_config(max_steps=steps, batch_size=64, max_length=args.recover_max_length,
+                                             lr=args.recover_lr, eval_every=500 if name == "small" else 100)
+            train = [t for t in inputs.train_texts if len(t) <= args.recover_max_chars]
+            recover.recover(
+                reduced, recovered, parent, texts=train, dev_texts=inputs.dev_texts[:500],
                 dev_pairs=inputs.dev_pairs[:500], config=config, teacher_precision=args.teacher_precision,
-                cache_root=REPO / ".cache" / "teacher", progress=sys.stderr.isatty())
+                progress=sys.stderr.isatty())
         int8 = models / f"{name}-int8"
         if not (int8 / "xlembed.json").is_file():
             export_onnx_folder(xlembed.load(str(recovered)), int8, precision="int8")
-        return int8, facts
+        return int8, steps_record(recovered)
     raise SystemExit(f"unknown row {name}")
+
+
+def steps_record(folder: Path) -> list[dict]:
+    """What each step did, as the folder's compress.json records it (the long per-candidate lists left out)."""
+    steps = json.loads((folder / "compress.json").read_text(encoding="utf-8"))["steps"]
+    return [{k: v for k, v in step.items() if k not in ("selection", "order", "structure", "groups_detail")} for step in steps]
 
 
 def plain_int8(parent: Path, models: Path) -> Path:
@@ -234,7 +259,7 @@ def main(argv=None) -> int:
         if name == "st-fp32":
             spec = {"kind": "st", "path": str(parent)}
         elif name == "parent":
-            spec = {"kind": "xl", "path": str(parent), "precision": "fp32"}
+            spec = {"kind": "xl", "path": str(parent), "precision": SPEC_PRECISION[name]}
         elif name == "parent-onnx":
             spec = {"kind": "xl", "path": str(onnx_fp32(parent, models / "parent-onnx")), "precision": "fp32"}
         elif name == "int8-plain":
@@ -251,6 +276,15 @@ def main(argv=None) -> int:
         row = {"name": name, "path": spec["path"], "build_seconds": built, "facts": facts, **measure(name, spec, args, texts),
                "machine": machine_info(), "command": command, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
         path.write_text(json.dumps(row, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    for name in wanted:  # peak RSS of load + one encode of the mix, in a fresh process per model
+        path = out / "rows" / f"{name}.json"
+        row = json.loads(path.read_text(encoding="utf-8"))
+        if row.get("rss") != "VmHWM":
+            kind = "st" if name == "st-fp32" else "xl"
+            spec = {"kind": kind, "path": row["path"] if kind == "xl" else str(parent), "quality": False,
+                    "precision": SPEC_PRECISION.get(name)}
+            row.update(measure(name, spec, args, texts), rss="VmHWM")
+            path.write_text(json.dumps(row, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     if "st-fp32" in wanted and (out / "rows" / "st-fp32.json").is_file():  # the reference again, at the end
         again = out / "rows" / "st-fp32-end.json"
         if not again.is_file():

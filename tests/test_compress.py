@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 import xlembed
 from xlembed.cli import app
 from xlembed.compress import layers, recover, vocab
+from xlembed.compress.languages import parse_weights
 from xlembed.compress.pipeline import check_plan, compress, parse_steps
 from xlembed.errors import BadInputError
 from tiny_models import make_tiny_mt5_folder, make_tiny_st_folder, make_tiny_unigram_st_folder, rowwise_cosine
@@ -141,6 +142,9 @@ def test_trim_size_as_a_share_and_errors(unigram, tmp_path):
         vocab.trim_vocabulary(unigram, tmp_path / "b", "en", size=10)
     with pytest.raises(BadInputError, match="cannot have 1% of the parent"):
         vocab.trim_vocabulary(unigram, tmp_path / "c", "en", size=0.01)
+    assert parse_weights("en=8, ja=0.5") == parse_weights(["en=8", "ja=0.5"]) == {"en": 8.0, "ja": 0.5}
+    with pytest.raises(BadInputError, match="language weights for languages not kept: ja"):
+        vocab.trim_vocabulary(unigram, tmp_path / "d", "en", size=0.9, weights={"ja": 2.0})
 
 
 # ---------------------------------------------------------------- layers
@@ -286,6 +290,8 @@ def test_cli_compress_bad_input(unigram, tmp_path):
         (["--langs", "en", "--steps", "trim", "--corpus", str(tmp_path / "nothing-*.txt")], "matches no file"),
         (["--langs", "en", "--steps", "trim,squash"], "unknown step 'squash'"),
         (["--langs", "en", "--steps", "drop:3,recover"], "would remove every layer"),
+        (["--langs", "en", "--steps", "trim", "--lang-weight", "en"], "CODE=NUMBER"),
+        (["--langs", "en", "--steps", "trim", "--lang-weight", "en=-1"], "CODE=NUMBER"),
     ]
     for args, message in cases:
         result = runner.invoke(app, base + args)

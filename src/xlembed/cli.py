@@ -405,6 +405,7 @@ def compress(
 
     from .compress.pipeline import compress as run_compress
     from .compress.recover import recovery_config
+    from .compress.languages import parse_weights
 
     given = {"epochs": recover_epochs, "max_steps": recover_steps, "lr": recover_lr, "batch_size": batch_size,
              "max_length": max_length}
@@ -416,7 +417,7 @@ def compress(
         tatoeba = root / "tatoeba" if root is not None and (root / "tatoeba").is_dir() else None
     summary = run_compress(
         model, out, langs, steps, corpus=corpus, parallel=parallel, exclude=exclude,
-        max_pairs_per_lang=max_pairs_per_lang, trim_size=trim_size, lang_weights=_parse_weights(lang_weights or []),
+        max_pairs_per_lang=max_pairs_per_lang, trim_size=trim_size, lang_weights=parse_weights(lang_weights or []),
         recover_config=config, teacher_precision=teacher_precision, tatoeba_dir=tatoeba, dev_size=dev_size,
         min_cosine=min_cosine, max_tatoeba_drop=max_tatoeba_drop, overwrite=overwrite, resume=resume,
         keep_steps=keep_steps, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
@@ -424,20 +425,6 @@ def compress(
     rows = [{k: v for k, v in r.items() if k != "tatoeba_sample"} for r in summary["results"]]
     typer.echo(format_table(rows))
     typer.echo(f"wrote the compressed model to {out} (model card: {out / 'README.md'})")
-
-
-def _parse_weights(items: list[str]) -> dict[str, float]:
-    """['en=8', 'ja=2'] -> {'en': 8.0, 'ja': 2.0}."""
-    out: dict[str, float] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        try:
-            out[key.strip()] = float(value)
-        except ValueError:
-            sep = ""
-        if not sep or not key.strip():
-            raise BadInputError(f"--lang-weight must look like CODE=NUMBER (e.g. en=8), got {item!r}")
-    return out
 
 
 def _parse_thresholds(items: list[str]) -> dict[str, float | None]:

@@ -73,6 +73,22 @@ def parse_langs(langs: Sequence[str] | str) -> list[Language]:
     return out
 
 
+def parse_weights(items: Sequence[str] | str) -> dict[str, float]:
+    """'en=8,ja=2' or ['en=8', 'ja=2'] -> {'en': 8.0, 'ja': 2.0}: each language's weight in the trim ranking."""
+    parts = items.split(",") if isinstance(items, str) else [x for item in items for x in item.split(",")]
+    out: dict[str, float] = {}
+    for item in (x.strip() for x in parts if x.strip()):
+        key, sep, value = item.partition("=")
+        try:
+            weight = float(value)
+        except ValueError:
+            weight = float("nan")
+        if not sep or not key.strip() or not weight >= 0:
+            raise BadInputError(f"a language weight must look like CODE=NUMBER with NUMBER >= 0 (e.g. en=8), got {item!r}")
+        out[key.strip()] = weight
+    return out
+
+
 @lru_cache(maxsize=None)
 def _script_pattern(script: str):
     import regex

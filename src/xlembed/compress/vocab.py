@@ -49,15 +49,20 @@ def parent_view(st_model) -> TokenizerView:
     return TokenizerView.from_json(backend.to_str())
 
 
+def check_weights(weights: dict[str, float], langs: Sequence[Language]) -> None:
+    unknown = sorted(set(weights) - {lang.code for lang in langs} - {"corpus", "common"})
+    if unknown:
+        raise BadInputError(f"language weights for languages not kept: {', '.join(unknown)} (kept: "
+                            f"{', '.join(lang.code for lang in langs)}); weigh only --langs, 'corpus' or 'common'")
+
+
 def select_pieces(view: TokenizerView, langs: Sequence[Language], *, corpus: Sequence[str] | None = None,
                   size: int | None = None, weights: dict[str, float] | None = None,
                   always: Sequence[str] = ()) -> tuple[list[int], dict]:
     """The piece ids to keep (sorted) and facts about the choice; ``size``: pieces to keep (None: every piece
     with evidence); ``always``: texts whose pieces are kept whatever their rank (prompts)."""
     weights = weights or {}
-    unknown = sorted(set(weights) - {lang.code for lang in langs} - {"corpus", "common"})
-    if unknown:
-        raise BadInputError(f"language weights for languages not kept: {', '.join(unknown)}")
+    check_weights(weights, langs)
     evidence = [language_evidence(view, lang) for lang in langs]
     evidence.append(common_evidence(view))
     if corpus:
@@ -251,6 +256,7 @@ def trim_vocabulary(folder: Path | str, out: Path | str, langs: Sequence[str] | 
     dev_texts: extra held-out texts per language code for the fidelity report (e.g. a Tatoeba sample).
     """
     languages = parse_langs(langs)
+    check_weights(weights or {}, languages)
     encoder = open_model(folder)
     st = working_copy(encoder)
     view = parent_view(st)
