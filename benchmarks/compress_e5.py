@@ -84,6 +84,8 @@ def worker(spec: dict) -> dict:
 
     os.environ["HF_HUB_OFFLINE"] = "1"
     warnings.simplefilter("ignore")
+    from xlembed.eval.speed import peak_rss_mb
+
     texts = spec["texts"]
     started = time.perf_counter()
     if spec["kind"] == "st":
@@ -99,7 +101,7 @@ def worker(spec: dict) -> dict:
     load_s = time.perf_counter() - started
     if spec.get("quality") is False:
         encode(texts)
-        return {"peak_rss_mb": peak_rss_mb()}
+        return {"peak_rss_mb": round(peak_rss_mb(), 1)}
     encode(texts[:64])
     times = []
     for _ in range(spec["repeats"]):
@@ -108,7 +110,7 @@ def worker(spec: dict) -> dict:
         times.append(time.perf_counter() - t0)
     out = {"load_s": round(load_s, 2), "sent_per_s": round(len(texts) / statistics.median(times), 1),
            "times": [round(t, 2) for t in times],
-           "peak_rss_mb": peak_rss_mb()}
+           "peak_rss_mb": round(peak_rss_mb(), 1)}
     if spec["kind"] == "st":
         return out
     from xlembed.eval.speed import disk_mb, parameter_count
@@ -120,15 +122,6 @@ def worker(spec: dict) -> dict:
     out["tatoeba"] = {r.language: round(r.scores["accuracy"], 2) for r in tatoeba(encoder, data / "tatoeba", ALL_TATOEBA)}
     out["sts17"] = {r.language: round(r.scores["spearman"], 2) for r in sts(encoder, data / "sts17")}
     return out
-
-
-def peak_rss_mb() -> float:
-    """This process's peak resident memory (VmHWM). Not ru_maxrss: Linux keeps that across fork + exec, so a
-    worker started by a big parent reports the parent's size."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return round(int(line.split()[1]) / 1024, 1)
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def measure(name: str, spec: dict, args, texts) -> dict:
@@ -293,8 +286,38 @@ def main(argv=None) -> int:
     report = summarize(out, command)
     (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     (out / "results.md").write_text(markdown(report), encoding="utf-8")
+    html_report(report, parent, models, out / "report")
     print(markdown(report))
     return 0
+
+
+def html_report(report: dict, parent: Path, models: Path, out: Path) -> None:
+    """The rows as bench records, written by the bench report: OUT/report/index.html shows each compressed
+    model next to the parent (size, memory, load, speed, Tatoeba/STS per kept and dropped language)."""
+    from xlembed.eval.report import write_report
+    from xlembed.eval.results import RunRecord, TaskResult
+    from xlembed.eval.speed import compression_of
+
+    records = []
+    for name, row in report["rows"].items():
+        if "tatoeba" not in row:
+            continue
+        record_folder = {"small": "small-recovered", "prune": "prune-recovered", "share": "share-recovered",
+                         "trim-0.45-onnx": "trim-0.45"}.get(name, name)
+        details = {"source": str(parent) if name == "parent" else row["path"]}
+        compressed = compression_of(str(models / record_folder))
+        if compressed:
+            details["compress"] = compressed
+        sizes = {k: row[k] for k in ("params_m", "disk_mb", "peak_rss_mb", "load_s") if row.get(k) is not None}
+        results = [TaskResult("size", "-", "all", sizes, "peak_rss_mb", details=details),
+                   TaskResult("speed", "mixed", "all", {"sent_per_s_b32": row["sent_per_s"]}, "sent_per_s_b32")]
+        results += [TaskResult("tatoeba", "tatoeba", code, {"accuracy": v}, "accuracy") for code, v in row["tatoeba"].items()]
+        results += [TaskResult("sts", "sts17", code, {"spearman": v}, "spearman") for code, v in row.get("sts17", {}).items()]
+        precision = SPEC_PRECISION.get(name) or ("int8" if name in ("small", "prune", "share") else "fp32")
+        records += [RunRecord(model=name, precision=precision, backend="", result=r, machine=report["machine"],
+                              versions=report["versions"], command=report["command"], date=row.get("date", ""))
+                    for r in results]
+    write_report(records, out, title="multilingual-e5-small compressed for en/ja/zh/de/fr/es/ru/ko/ar")
 
 
 def summarize(out: Path, command: str) -> dict:
