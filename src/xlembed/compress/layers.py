@@ -104,9 +104,7 @@ def drop_layers(folder: Path | str, out: Path | str, drop: int | Sequence[int], 
                 overwrite: bool = False) -> dict:
     """Folder -> Folder: remove ``drop`` layers (a count: chosen by measured importance on ``texts``; or the
     layer indices to remove). Returns the step's record (also in OUT/compress.json)."""
-    encoder = open_model(folder)
-    _refuse_structured(folder, "drop layers")
-    st = working_copy(encoder)
+    encoder, st, parent_params = _open_for_edit(folder, "drop layers")
     auto = st[0].auto_model
     fam = family(auto)
     original = list(fam.layers(auto))
@@ -127,7 +125,7 @@ def drop_layers(folder: Path | str, out: Path | str, drop: int | Sequence[int], 
     cosine = mean_cosine(sentence_vectors(st, encoder, texts), reference)
     step = {"step": "drop", "layers_before": len(original), "removed": removed, "kept": kept, "chosen_by": how,
             "order": order, "dev_cosine_to_parent": round(cosine, 5), "dev_texts": len(texts),
-            "parameters": {"parent": count_parameters(working_copy(encoder)), "child": count_parameters(st)}}
+            "parameters": {"parent": parent_params, "child": count_parameters(st)}}
     save_child(st, _info(encoder, out), out, child_record(folder, step), overwrite=overwrite)
     return step
 
@@ -218,9 +216,7 @@ def prune(folder: Path | str, out: Path | str, *, heads: float = 0.0, ffn: float
             raise BadInputError(f"prune {name} is a share of the model's {name} in [0, 1), got {value}")
     if not heads and not ffn:
         raise BadInputError("prune needs heads=SHARE and/or ffn=SHARE, e.g. prune:heads=0.3,ffn=0.3")
-    encoder = open_model(folder)
-    _refuse_structured(folder, "prune again")
-    st = working_copy(encoder)
+    encoder, st, parent_params = _open_for_edit(folder, "prune again")
     reference = sentence_vectors(encoder.model, encoder, texts)
     head_scores, neuron_scores = contributions(st, encoder, texts)
     pruned_heads = lowest(list(head_scores), heads) if heads else {}
@@ -234,7 +230,7 @@ def prune(folder: Path | str, out: Path | str, *, heads: float = 0.0, ffn: float
     step = {"step": "prune", "heads": heads, "ffn": ffn, "chosen_by": "contribution norm on dev texts",
             "heads_pruned": sum(map(len, pruned_heads.values())), "neurons_pruned": sum(map(len, pruned_neurons.values())),
             "dev_cosine_to_parent": round(cosine, 5), "dev_texts": len(texts), "structure": structure,
-            "parameters": {"parent": count_parameters(working_copy(encoder)), "child": effective_parameters(st, structure)}}
+            "parameters": {"parent": parent_params, "child": effective_parameters(st, structure)}}
     save_child(st, _info(encoder, out), out, child_record(folder, step), overwrite=overwrite)
     return step
 
@@ -258,9 +254,7 @@ def share_layers(folder: Path | str, out: Path | str, *, groups: int, texts: Seq
 
     import torch
 
-    encoder = open_model(folder)
-    _refuse_structured(folder, "share layers")
-    st = working_copy(encoder)
+    encoder, st, parent_params = _open_for_edit(folder, "share layers")
     auto = st[0].auto_model
     fam = family(auto)
     layers = list(fam.layers(auto))
@@ -281,7 +275,7 @@ def share_layers(folder: Path | str, out: Path | str, *, groups: int, texts: Seq
     shared_groups = [[int(i) for i in members] for members in bounds]
     step = {"step": "share", "groups": shared_groups, "dev_cosine_to_parent": round(cosine, 5), "dev_texts": len(texts),
             "structure": {"shared": shared_groups},
-            "parameters": {"parent": count_parameters(working_copy(encoder)), "child": count_parameters(st)}}
+            "parameters": {"parent": parent_params, "child": count_parameters(st)}}
     save_child(untied(st), _info(encoder, out), out, child_record(folder, step), overwrite=overwrite)
     return step
 
@@ -331,6 +325,15 @@ def apply_structure(st, structure: dict | None) -> None:
             for i in members[1:]:
                 layers[i] = layers[members[0]]
         _set(fam, auto, layers, _t5_bias(fam, list(fam.layers(auto))))
+
+
+def _open_for_edit(folder, what: str):
+    """(encoder, an editable copy of its sentence-transformer, the copy's parameter count before any edit);
+    a folder that is already pruned or shared is refused (``what``: the step, for the message)."""
+    encoder = open_model(folder)
+    _refuse_structured(folder, what)
+    st = working_copy(encoder)
+    return encoder, st, count_parameters(st)
 
 
 def _refuse_structured(folder, what: str) -> None:
