@@ -253,7 +253,10 @@ def test_outlier_split_is_exact_in_fp32_and_int8_stays_close(unigram, tmp_path):
     assert len(texts) == 20 and all(isinstance(t, str) and t for t in texts)
     maxima = activation_maxima(model, folder / "tokenizer.json", texts)
     excluded = split_outlier_channels(model, maxima, k=2)
-    assert len(excluded) == 2 * 18  # 3 layers x 6 weight MatMuls, each a fp32 MatMul + its Gather
+    # 3 layers x 6 weight MatMuls, each with a fp32 MatMul; one Gather per distinct input (Q, K, V share theirs)
+    assert sum(n.endswith("_fp32") for n in excluded) == 18 and sum(n.endswith("_gather") for n in excluded) == 12
+    bias_adds = [n for n in model.graph.node if n.name.endswith("_xlembed_outliers_bias")]
+    assert len(bias_adds) == 18  # the bias comes right after the int8 MatMul, where onnxruntime fuses it
     feed = FastTokenizer(folder / "tokenizer.json").batch(ENGLISH[:4])
     inputs = {k: feed[k] for k in ("input_ids", "attention_mask")}
     before = ort.InferenceSession(str(folder / "model.onnx")).run(["sentence_embedding"], inputs)[0]
@@ -262,6 +265,54 @@ def test_outlier_split_is_exact_in_fp32_and_int8_stays_close(unigram, tmp_path):
     int8 = export_onnx_folder(encoder, tmp_path / "int8", precision="int8")
     got = xlembed.load(int8).encode(ENGLISH[:4])
     assert rowwise_cosine(got, encoder.encode(ENGLISH[:4])).min() > 0.95
+
+
+def test_outlier_split_only_where_the_ratio_says(unigram, tmp_path):
+    import onnx
+
+    from xlembed.compress.onnx_export import export_onnx_folder
+    from xlembed.compress.quantize import _outlier_ratio, activation_maxima, calibration_texts, split_outlier_channels
+
+    folder = export_onnx_folder(xlembed.load(unigram), tmp_path / "fp32", precision="fp32")
+    model = onnx.load(str(folder / "model.onnx"))
+    maxima = activation_maxima(model, folder / "tokenizer.json", calibration_texts(folder / "tokenizer.json", n=20))
+    ratios = sorted(_outlier_ratio(m) for m in maxima.values())
+    cut = ratios[len(ratios) // 2]
+    excluded = split_outlier_channels(model, maxima, k=2, min_ratio=cut)
+    wanted = sum(1 for r in ratios if r >= cut)
+    assert 0 < sum(n.endswith("_gather") for n in excluded) == wanted < len(ratios)
+
+
+def test_export_fuses_attention_and_matches_torch(unigram, tmp_path):
+    """Each attention block becomes one MultiHeadAttention node; the graph still matches torch."""
+    import onnx
+
+    from xlembed.compress.onnx_export import export_onnx_folder
+
+    encoder = xlembed.load(unigram)
+    folder = export_onnx_folder(encoder, tmp_path / "fp32", precision="fp32")
+    ops = [n.op_type for n in onnx.load(str(folder / "model.onnx")).graph.node]
+    assert ops.count("MultiHeadAttention") == 3 and "Softmax" not in ops and "Transpose" not in ops
+    texts = ["a cat", "the dog and the cat and a much longer sentence than the first one", "hello"]
+    got = xlembed.load(folder).encode(texts)
+    assert rowwise_cosine(got, encoder.encode(texts)).min() > 0.9999
+
+
+def test_attention_fusion_leaves_mt5_unfused(tmp_path):
+    """mT5 adds a relative position bias in attention, which MultiHeadAttention does not: the export keeps the
+    unfused graph (the fused candidate fails the check against torch) and still matches torch."""
+    import onnx
+
+    from xlembed.compress.attention_fusion import fuse_attention
+    from xlembed.compress.onnx_export import export_onnx_folder
+
+    encoder = xlembed.load(make_tiny_mt5_folder(tmp_path))
+    folder = export_onnx_folder(encoder, tmp_path / "fp32", precision="fp32")
+    model = onnx.load(str(folder / "model.onnx"))
+    assert "MultiHeadAttention" not in [n.op_type for n in model.graph.node]
+    assert fuse_attention(model, 2, 32) > 0  # the pattern is there: it was the check that refused it
+    texts = ["a cat", "hello world and more words"]
+    assert rowwise_cosine(xlembed.load(folder).encode(texts), encoder.encode(texts)).min() > 0.9999
 
 
 # ---------------------------------------------------------------- the pipeline and the CLI

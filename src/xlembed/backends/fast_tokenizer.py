@@ -38,7 +38,7 @@ class FastTokenizer:
         """Tokens of each text with special tokens, before truncation."""
         self._tokenizer.no_truncation()
         self._tokenizer.no_padding()
-        return [len(e.ids) for e in self._tokenizer.encode_batch(list(texts))]
+        return [len(e.ids) for e in self._encode(texts)]
 
     def batch(self, texts: Sequence[str], max_length: int | None = None) -> dict[str, np.ndarray]:
         """input_ids, attention_mask and token_type_ids, padded to the longest text, cut at ``max_length``."""
@@ -47,12 +47,17 @@ class FastTokenizer:
         else:
             self._tokenizer.no_truncation()
         self._tokenizer.enable_padding(pad_id=self.pad_id, pad_token=self._pad_token)
-        encoded = self._tokenizer.encode_batch(list(texts))
+        encoded = self._encode(texts)
         return {
             "input_ids": np.array([e.ids for e in encoded], dtype=np.int64),
             "attention_mask": np.array([e.attention_mask for e in encoded], dtype=np.int64),
             "token_type_ids": np.array([e.type_ids for e in encoded], dtype=np.int64),
         }
+
+    def _encode(self, texts: Sequence[str]) -> list:
+        # encode_batch_fast (tokenizers >= 0.20) skips the character offsets nothing here reads: same ids
+        encode = getattr(self._tokenizer, "encode_batch_fast", self._tokenizer.encode_batch)
+        return encode(list(texts))
 
     def decode(self, ids: Sequence[int]) -> str:
         return self._tokenizer.decode(list(ids))

@@ -1,5 +1,5 @@
 """Derived artifacts of a model folder kept in xlembed's cache: the ONNX export that ``load(precision='int8')``
-runs, made once per (folder contents, precision, pooling, recipe) and reused afterwards.
+runs, made once per (folder contents, precision, pooling, export and int8 recipe) and reused afterwards.
 
 ``load()`` asks for it in one call (``int8_folder``) and never exports by itself.
 """
@@ -13,7 +13,7 @@ from typing import Callable
 from ..errors import BadInputError, ModelFilesError
 from ..manifest import read_manifest
 from ..paths import cache_dir
-from .onnx_export import ONNX_PRECISIONS, export_onnx_folder
+from .onnx_export import EXPORT_RECIPE, ONNX_PRECISIONS, export_onnx_folder
 from .quantize import QUANT_OPTIONS
 
 
@@ -53,7 +53,7 @@ def onnx_cache_folder(source: Path, precision: str, pooling_override: str | None
     if precision not in ONNX_PRECISIONS:
         raise BadInputError(f"ONNX folders hold precision 'fp32' or 'int8', not {precision!r}")
     source = Path(source).expanduser().resolve()
-    parts = [f"xlembed={__version__}", f"precision={precision}", f"source={source}", f"pooling={pooling_override}"]
+    parts = [f"xlembed={__version__}", f"export={EXPORT_RECIPE}", f"precision={precision}", f"source={source}", f"pooling={pooling_override}"]
     if precision == "int8":
         parts.append(f"quant={sorted(QUANT_OPTIONS.items())}")
     files = sorted(p for p in source.rglob("*") if p.is_file() and not p.name.startswith("."))

@@ -14,6 +14,7 @@ torch on batch shapes it was not traced on before anything is quantized.
 from __future__ import annotations
 
 import copy
+import shutil
 from pathlib import Path
 
 import numpy as np
@@ -21,7 +22,8 @@ import numpy as np
 from ..errors import BadInputError, ExportError, UnsupportedError
 from ..manifest import Manifest
 from ..paths import atomic_folder
-from .onnx_io import quiet_export, remove_onnx
+from .attention_fusion import fuse_attention
+from .onnx_io import data_file, quiet_export, remove_onnx
 from .quantize import quantize_int8
 
 ONNX_PRECISIONS = ("fp32", "int8")
@@ -29,6 +31,7 @@ FILE_NAMES = {"fp32": "model.onnx", "int8": "model_int8.onnx"}
 OUTPUT_NAMES = ("sentence_embedding", "token_embeddings")
 VERIFY_MIN_COSINE = 0.9999
 VERIFY_MAX_NORM_ERROR = 1e-3  # relative difference of the vector lengths (cosine alone ignores scale)
+EXPORT_RECIPE = "attention-fused-1"  # part of the ONNX cache key: a change here exports cached models again
 EXTERNAL_DATA_BYTES = 1_800_000_000  # above this the weights go to model.onnx.data (protobuf limit is 2 GB)
 
 # Sentences the export is traced on and verified with. The verification batches differ from the
@@ -83,6 +86,7 @@ def export_onnx_folder(
         input_names = _input_names(st)
         fp32_path = tmp / FILE_NAMES["fp32"]
         _export_graph(st, fp32_path, input_names, info.name)
+        _fuse_attention_verified(st, fp32_path, input_names, info.name)
         _verify_graph(st, fp32_path, input_names, info.name)
 
         st.tokenizer.save_pretrained(str(tmp))
@@ -205,6 +209,43 @@ def _export_graph(st, path: Path, input_names: list[str], name: str) -> None:
             program.save(str(path), external_data=n_bytes > EXTERNAL_DATA_BYTES)
     except Exception as exc:  # the exporter raises many types; all mean "this model did not export"
         raise ExportError(f"ONNX export of {name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _fuse_attention_verified(st, path: Path, input_names: list[str], name: str) -> int:
+    """Replace the graph at ``path`` by its attention-fused version when that still matches torch.
+
+    Returns the number of fused attention blocks (0: the graph is left as exported, e.g. mT5, whose relative
+    position bias the fused kernel does not add; see ``attention_fusion.py``)."""
+    import onnx
+
+    config = st[0].auto_model.config
+    heads = getattr(config, "num_attention_heads", None) or getattr(config, "num_heads", None)
+    hidden = getattr(config, "hidden_size", None) or getattr(config, "d_model", None)
+    if not heads or not hidden:
+        return 0
+    model = onnx.load(str(path))
+    external = data_file(path).exists()
+    fused = fuse_attention(model, int(heads), int(hidden))
+    if not fused:
+        return 0
+    # the candidate is written under the same file names in a sibling folder, so that an external-data file
+    # keeps the name the graph refers to when both are moved into place
+    candidate = path.parent / ".attention-fused" / path.name
+    candidate.parent.mkdir(exist_ok=True)
+    try:
+        onnx.save(model, str(candidate), save_as_external_data=external,
+                  location=data_file(path).name if external else None)
+        del model
+        try:
+            _verify_graph(st, candidate, input_names, name)
+        except ExportError:
+            return 0
+        if external:
+            data_file(candidate).replace(data_file(path))
+        candidate.replace(path)
+    finally:
+        shutil.rmtree(candidate.parent, ignore_errors=True)
+    return fused
 
 
 def _verify_graph(st, path: Path, input_names: list[str], name: str) -> None:
