@@ -377,6 +377,10 @@ def test_real_int8_recipe_is_closer_to_fp32_than_plain_dynamic(e5_dir, tatoeba_d
     int8 = xlembed.load(e5_dir, precision="int8")
     folder = Path(int8.info.source)
     assert (folder / "model.onnx").is_file()  # the cache keeps fp32 for the NaN guard
+    import onnx
+
+    ops = [n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
+    assert ops.count("MultiHeadAttention") == 12 and "Softmax" not in ops  # every attention block fused
     quantize_int8(folder / "model.onnx", tmp_path / "plain.onnx", folder / "tokenizer.json", options={"outlier_channels": 0})
     import shutil
 
