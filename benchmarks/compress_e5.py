@@ -346,7 +346,6 @@ def goals(rows: dict) -> list[dict]:
     def add(what, value, target, ok):
         out.append({"goal": what, "measured": value, "target": target, "met": bool(ok)})
 
-    parent = rows.get("parent", {})
     for name in [k for k in rows if k.startswith("trim-") and not k.endswith("-onnx")]:
         row = rows[name]
         # the trim step's own count (the same modules of parent and child); params_m also counts the unused,
