@@ -224,7 +224,7 @@ def demo(model: Optional[str] = ModelOpt) -> None:
 @app.command("eval")
 @handle_errors
 def eval_(
-    task: str = typer.Option(..., "--task", "-t", help="tatoeba, sts (any STS file or folder), sts17, jsts, stsb, korsts, gap or speed."),
+    task: str = typer.Option(..., "--task", "-t", help="tatoeba, sts (any STS file or folder), sts17, jsts, stsb, korsts, classify, gap or speed."),
     model: Optional[str] = ModelOpt,
     precision: Optional[str] = PrecisionOpt,
     data: Optional[str] = typer.Option(None, "--data", help="The task's file or folder (default: its folder under --data-root)."),
@@ -265,7 +265,7 @@ def eval_(
 def bench(
     models: str = typer.Option(..., "--models", help="Comma-separated models (names, folders, hub ids)."),
     precisions: str = typer.Option("fp32", "--precisions", help="Comma-separated precisions, e.g. fp32,bf16,int8."),
-    tasks: str = typer.Option("tatoeba,sts17,speed", "--tasks", help="Comma-separated tasks: tatoeba, sts17, jsts, stsb, korsts, gap, drift, speed."),
+    tasks: str = typer.Option("tatoeba,sts17,speed", "--tasks", help="Comma-separated tasks: tatoeba, sts17, jsts, stsb, korsts, classify, gap, drift, speed."),
     out: Path = typer.Option(..., "--out", help="Folder for index.html, results.json and results.md."),
     data_root: Optional[str] = typer.Option(None, "--data-root", help="Folder with tatoeba/, sts17/, jsts/ ... (default: $XLEMBED_DATA or ../shared/data)."),
     langs: Optional[str] = typer.Option(None, "--langs", help="Comma-separated Tatoeba languages (default: all)."),
@@ -465,6 +465,9 @@ def _cell(value) -> str:
     if isinstance(value, (list, tuple)):
         return ",".join(map(str, value))
     return str(value)
+
+
+from . import cli_finetune  # noqa: E402,F401 - registers finetune, transfer, distill-classifier, predict
 
 
 def main() -> None:

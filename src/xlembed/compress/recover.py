@@ -111,7 +111,7 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
 
     from .. import load
     from ..distill.teacher_cache import TeacherCache
-    from ..train.loop import fit, parameter_groups, token_lengths
+    from ..train.loop import fit, jsonl_log, parameter_groups, token_lengths
 
     config = config or recovery_config()
     config.check()
@@ -138,7 +138,7 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     if config.freeze_embeddings:
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     if config.freeze_layers:
-        from ..distill.train import freeze_lower_layers
+        from ..train.freeze import freeze_lower_layers
 
         freeze_lower_layers(model[0].auto_model, config.freeze_layers)
     targets = np.stack([target_of[t] for t in texts])
@@ -150,10 +150,7 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     work_dir = out.with_name(f"{out.name}.training")
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / LOG_NAME
-
-    def log(event: dict) -> None:
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False) + "\n")
+    log = jsonl_log(log_path)
 
     log({"event": "start", "parent": str(parent), "child": str(folder), "texts": len(texts), "dev_texts": len(dev_texts),
          "teacher_encoded": cache.n_encoded, "config": dataclasses.asdict(config), "resume": resume})

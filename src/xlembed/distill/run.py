@@ -21,6 +21,7 @@ from ..paths import write_text_atomic
 from ..paths import atomic_folder, cache_dir, check_output_folder
 from .card import write_model_card
 from .data import exclude_list, read_parallel, split_dev
+from ..train.loop import jsonl_log
 from .train import TrainConfig, train_student
 
 # ISO 639-1 codes of the parallel files -> the LASER Tatoeba file codes
@@ -144,11 +145,7 @@ def distill(
     work_dir = out.with_name(f"{out.name}.training")
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / LOG_NAME
-
-    def log(event: dict) -> None:
-        event = {"time": round(time.time(), 3), **event}
-        with open(log_path, "a", encoding="utf-8") as f:
-            f.write(json.dumps(event, ensure_ascii=False) + "\n")
+    log = jsonl_log(log_path)
 
     log({"event": "start", "teacher": teacher_enc.name, "student": student_enc.name, "resume": resume,
          "config": dataclasses.asdict(config), **{k: v for k, v in data_facts.items() if k != "files"}})

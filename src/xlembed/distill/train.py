@@ -31,7 +31,9 @@ import numpy as np
 from ..encoder import Encoder, l2_normalize
 from ..errors import BadInputError, XlembedWarning
 from ..train.checkpoint import CHECKPOINT_DIR, START_WEIGHTS, load_weights, save_weights
-from ..train.loop import TrainingInterrupted, fit, length_batches, parameter_groups, token_lengths
+from ..train.freeze import freeze_lower_layers, lower_layers
+from ..train.loop import (TrainingInterrupted, check_loop_settings, fit, length_batches, parameter_groups,
+                          token_lengths)
 
 __all__ = ["TrainConfig", "TrainResult", "train_student", "TrainingInterrupted", "length_batches", "build_student",
            "interpolate_weights", "warm_start_rows", "dev_figures", "TeacherRegression"]
@@ -82,33 +84,20 @@ class TrainConfig:
     device: str = "cpu"
 
     def check(self) -> None:
-        if self.epochs < 1:
-            raise BadInputError(f"epochs must be >= 1, got {self.epochs}")
-        if self.batch_size < 2:
-            raise BadInputError(f"batch_size must be >= 2 sentences, got {self.batch_size}")
+        check_loop_settings(self)
         if not self.contrastive_weight >= 0 or not self.contrastive_temperature > 0:
             raise BadInputError(
                 f"contrastive_weight must be >= 0 and contrastive_temperature > 0, got "
                 f"{self.contrastive_weight} and {self.contrastive_temperature}"
             )
-        if not (self.lr > 0 and self.head_lr > 0):
-            raise BadInputError(f"learning rates must be > 0, got lr={self.lr}, head_lr={self.head_lr} (CLI: --lr, --head-lr)")
-        if not 0 <= self.warmup < 1:
-            raise BadInputError(f"warmup is a fraction of the steps in [0, 1), got {self.warmup}")
-        if self.max_length < 8:
-            raise BadInputError(f"max_length must be >= 8 tokens, got {self.max_length}")
         if self.warm_start_fit not in ("english", "both"):
             raise BadInputError(f"warm_start_fit must be english or both, got {self.warm_start_fit!r}")
         if self.warm_start not in ("auto", "on", "off"):
             raise BadInputError(f"warm_start must be auto, on or off, got {self.warm_start!r}")
-        if self.fp16 and not self.device.startswith("cuda"):
-            raise BadInputError("fp16 training runs on a CUDA GPU only; on CPU train in fp32 (bf16 measured 5x slower)")
         if not 0 < self.interpolate <= 1:
             raise BadInputError(f"interpolate is the weight of the trained weights, in (0, 1], got {self.interpolate}")
         if self.freeze_layers < 0:
             raise BadInputError(f"freeze_layers must be >= 0, got {self.freeze_layers}")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise BadInputError(f"max_steps must be >= 1, got {self.max_steps}")
 
 
 @dataclass
@@ -131,35 +120,6 @@ class TrainResult:
 
 
 # ---------------------------------------------------------------- the student model
-
-def lower_layers(auto_model, n: int) -> list:
-    """The embedding module(s) and the lowest n transformer layers of a Hugging Face encoder; a clear
-    error when it has no layer stack or fewer than n layers."""
-    layers = _layer_stack(auto_model)
-    if layers is None or n > len(layers):
-        found = "no layer stack found" if layers is None else f"it has {len(layers)} layers"
-        raise BadInputError(
-            f"cannot freeze the lowest {n} layers of the student ({type(auto_model).__name__}): {found}; "
-            "use a smaller freeze_layers (--freeze-layers) or 0"
-        )
-    embeddings = [auto_model.get_input_embeddings(), getattr(auto_model, "embeddings", None)]
-    return [m for m in embeddings if m is not None] + layers[:n]
-
-
-def freeze_lower_layers(auto_model, n: int) -> None:
-    """Keep the embedding module and the lowest n transformer layers of a Hugging Face encoder fixed."""
-    for module in lower_layers(auto_model, n):
-        module.requires_grad_(False)
-
-
-def _layer_stack(auto_model):
-    """The list of transformer layers of a BERT / XLM-R / MiniLM (encoder.layer) or DistilBERT (transformer.layer) model."""
-    for outer, inner in (("encoder", "layer"), ("transformer", "layer")):
-        layers = getattr(getattr(auto_model, outer, None), inner, None)
-        if layers is not None:
-            return list(layers)
-    return None
-
 
 def strip_normalize(model):
     """The student's modules without a trailing Normalize (the map must see raw pooled vectors)."""

@@ -29,7 +29,8 @@ class Objective(Protocol):
     """What a run optimises.
 
     texts: the text of each row (batches are bucketed by its token count);
-    metric: the dev figure whose lowest value is kept (the best checkpoint) and watched for early stopping;
+    metric: the dev figure whose best value is kept (the best checkpoint) and watched for early stopping:
+        the lowest, or the highest when the objective has ``maximize = True`` (accuracy, Spearman);
     loss(model, rows): the training loss of a batch of row indices (a scalar tensor);
     evaluate(model): dev figures (a dict with ``metric``), or None without dev data;
     fingerprint(): a string that changes with the data, models and settings (a checkpoint of another run is refused).
@@ -116,6 +117,8 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
             return None
         figures = {"step": state["step"], **figures}
         value = figures[objective.metric]
+        if getattr(objective, "maximize", False):
+            value = -value  # the loop keeps the lowest
         improved = state["best_value"] is None or value < state["best_value"]
         if improved:
             save_weights(model, work_dir / BEST_WEIGHTS)
@@ -305,6 +308,35 @@ def stop_on_signals(flag: dict):
     finally:
         for sig, old in installed.items():
             signal.signal(sig, old)
+
+
+def jsonl_log(path: Path) -> Callable[[dict], None]:
+    """A log function that appends each event, time-stamped, as one JSON line to ``path``."""
+    import json
+
+    def log(event: dict) -> None:
+        with open(path, "a", encoding="utf-8") as f:
+            f.write(json.dumps({"time": round(time.time(), 3), **event}, ensure_ascii=False) + "\n")
+
+    return log
+
+
+def check_loop_settings(config) -> None:
+    """The settings every recipe's config shares with the loop: a clear error for each bad value."""
+    if config.epochs < 1:
+        raise BadInputError(f"epochs must be >= 1, got {config.epochs}")
+    if config.batch_size < 2:
+        raise BadInputError(f"batch_size must be >= 2, got {config.batch_size}")
+    if not (config.lr > 0 and config.head_lr > 0):
+        raise BadInputError(f"learning rates must be > 0, got lr={config.lr}, head_lr={config.head_lr} (CLI: --lr, --head-lr)")
+    if not 0 <= config.warmup < 1:
+        raise BadInputError(f"warmup is a fraction of the steps in [0, 1), got {config.warmup}")
+    if config.max_length < 8:
+        raise BadInputError(f"max_length must be >= 8 tokens, got {config.max_length}")
+    if config.max_steps is not None and config.max_steps < 1:
+        raise BadInputError(f"max_steps must be >= 1, got {config.max_steps}")
+    if config.fp16 and not config.device.startswith("cuda"):
+        raise BadInputError("fp16 training runs on a CUDA GPU only; on CPU train in fp32 (bf16 measured 5x slower)")
 
 
 def rss_mb() -> float | None:
