@@ -1,7 +1,8 @@
 """A classifier = a sentence encoder + a linear head on its sentence vectors.
 
-Single texts: logits = W u + b on the pooled vector u. Text pairs (NLI, paraphrase): the SBERT features
-[u, v, |u - v|, u * v] (Reimers & Gurevych 2019) of the two texts encoded separately, so the encoder stays a
+Single texts: logits = W u + b on the sentence vector u. Text pairs (NLI, paraphrase): the SBERT features
+[u, v, |u - v|, u * v] (Reimers & Gurevych 2019) of the two texts encoded separately (vectors brought to unit
+size per component first, see ``head_input``), so the encoder stays a
 sentence encoder (its vectors still serve search) and each text is encoded once whatever it is paired with.
 
 A classifier folder is a sentence-transformers folder (``xlembed.load()`` and sentence-transformers open
@@ -13,27 +14,46 @@ int8 ONNX encoder serves a classifier too.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
 import numpy as np
 
-from ..encoder import Encoder
+from ..encoder import Encoder, l2_normalize
 from ..errors import BadInputError, ModelFilesError
 from ..paths import atomic_file, write_text_atomic
 
 CONFIG_NAME = "classifier.json"
 HEAD_NAME = "classifier_head.safetensors"
 FORMAT = 1
+FEATURES_SINGLE = "sqrt(d)*unit(u)"
+FEATURES_PAIR = "u,v,|u-v|,u*v of sqrt(d)*unit(u), sqrt(d)*unit(v)"
 
 
-def pair_features(u, v):
-    """[u, v, |u - v|, u * v] along the last axis (torch tensors or numpy arrays)."""
+def head_input(u, v=None):
+    """What the head sees: each vector L2-normalised and scaled by sqrt(dim) (components of unit size, whatever
+    the encoder's output norm), then for pairs [u, v, |u - v|, u * v]. Torch tensors or numpy arrays.
+
+    Measured on SICK with multilingual-e5-small's unit-length vectors as they are (components ~0.05, products
+    ~0.003): a head trained with AdamW at 1e-3 still predicted 'neutral' for 494 of 500 dev pairs after 100
+    steps (57.6%), against 80.2% with the scaled input (encoder frozen, 1,500 training pairs)."""
     if isinstance(u, np.ndarray):
+        scale = np.float32(np.sqrt(u.shape[-1]))
+        u = l2_normalize(u) * scale
+        if v is None:
+            return u
+        v = l2_normalize(v) * scale
         return np.concatenate([u, v, np.abs(u - v), u * v], axis=-1)
     import torch
+    import torch.nn.functional as F
 
+    scale = math.sqrt(u.shape[-1])
+    u = F.normalize(u, dim=-1) * scale
+    if v is None:
+        return u
+    v = F.normalize(v, dim=-1) * scale
     return torch.cat([u, v, (u - v).abs(), u * v], dim=-1)
 
 
@@ -63,9 +83,8 @@ class Classifier:
         if texts_b is not None and len(texts_b) != len(texts_a):
             raise BadInputError(f"{len(texts_a)} first texts but {len(texts_b)} second texts")
         u = self.encoder.encode(list(texts_a), batch_size=batch_size, prompt=self.prompt)
-        features = pair_features(u, self.encoder.encode(list(texts_b), batch_size=batch_size, prompt=self.prompt)) \
-            if self.pair else u
-        return features.astype(np.float32) @ self.weight.T + self.bias
+        v = self.encoder.encode(list(texts_b), batch_size=batch_size, prompt=self.prompt) if self.pair else None
+        return head_input(u, v).astype(np.float32) @ self.weight.T + self.bias
 
     def predict(self, texts_a: Sequence[str], texts_b: Sequence[str] | None = None,
                 batch_size: int = 32) -> tuple[list[str], np.ndarray]:
@@ -82,7 +101,7 @@ def write_head(folder: Path, weight: np.ndarray, bias: np.ndarray, labels: list[
     with atomic_file(folder / HEAD_NAME) as tmp:
         save_file({"weight": np.ascontiguousarray(weight, np.float32), "bias": np.ascontiguousarray(bias, np.float32)},
                   str(tmp))
-    config = {"format": FORMAT, "task": task, "labels": labels, "features": "u,v,|u-v|,u*v" if pair else "u",
+    config = {"format": FORMAT, "task": task, "labels": labels, "features": FEATURES_PAIR if pair else FEATURES_SINGLE,
               "prompt": prompt, "weight_shape": list(weight.shape)}
     write_text_atomic(folder / CONFIG_NAME, json.dumps(config, indent=1, ensure_ascii=False) + "\n")
 
@@ -113,7 +132,9 @@ def load_classifier(path: Path | str, precision: str | None = None, device: str 
         raise ModelFilesError(f"{folder / CONFIG_NAME} was written by another xlembed version; fine-tune it again")
     encoder = load(str(folder), precision=precision, device=device)
     weight, bias = tensors["weight"], tensors["bias"]
-    pair = config["features"] != "u"
+    if config.get("features") not in (FEATURES_PAIR, FEATURES_SINGLE):
+        raise ModelFilesError(f"{folder / CONFIG_NAME}: unknown head features {config.get('features')!r}; fine-tune it again")
+    pair = config["features"] == FEATURES_PAIR
     expected = encoder.dim * (4 if pair else 1)
     if weight.shape != (len(config["labels"]), expected) or bias.shape != (len(config["labels"]),):
         raise ModelFilesError(
@@ -140,8 +161,8 @@ def trainable_classifier(sentence_transformer, n_labels: int, pair: bool, dim: i
 
         def logits(self, texts_a: list[str], texts_b: list[str] | None, prefix: str, device: str):
             if not self.pair:
-                return self.head(self.embed(texts_a, prefix, device))
+                return self.head(head_input(self.embed(texts_a, prefix, device)))
             both = self.embed(list(texts_a) + list(texts_b), prefix, device)  # one forward pass for both sides
-            return self.head(pair_features(both[: len(texts_a)], both[len(texts_a):]))
+            return self.head(head_input(both[: len(texts_a)], both[len(texts_a):]))
 
     return TrainableClassifier()

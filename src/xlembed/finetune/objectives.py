@@ -126,11 +126,11 @@ def head_logits(model, texts_a, texts_b, prefix: str) -> np.ndarray:
     """Logits of a trainable classifier (``classifier.trainable_classifier``) in eval mode, batched by the Encoder."""
     import torch
 
-    from .classifier import pair_features
+    from .classifier import head_input
 
     encoder = training_encoder(model.encoder)  # puts the encoder in eval mode
     u = _quiet_encode(encoder, texts_a, prefix)
-    features = pair_features(u, _quiet_encode(encoder, texts_b, prefix)) if texts_b is not None else u
+    features = head_input(u, _quiet_encode(encoder, texts_b, prefix) if texts_b is not None else None)
     with torch.no_grad():
         weight = model.head.weight.detach().cpu().numpy()
         bias = model.head.bias.detach().cpu().numpy()
