@@ -17,9 +17,10 @@ from pathlib import Path
 from ..errors import BadInputError, XlembedError
 from .results import RunRecord, TaskResult, record
 
-TASKS = ("tatoeba", "sts17", "jsts", "stsb", "korsts", "sts", "gap", "drift", "speed")
+TASKS = ("tatoeba", "sts17", "jsts", "stsb", "korsts", "sts", "classify", "gap", "drift", "speed")
 DATA_FOLDERS = {"tatoeba": "tatoeba", "gap": "tatoeba", "drift": "tatoeba", "speed": "tatoeba",
-                "sts17": "sts17", "jsts": "jsts", "stsb": "stsb_multi_mt", "korsts": "korsts"}
+                "sts17": "sts17", "jsts": "jsts", "stsb": "stsb_multi_mt", "korsts": "korsts",
+                "classify": "amazon_counterfactual"}
 SPEED_TEXTS = 512
 DRIFT_TEXTS = 500
 
@@ -64,6 +65,8 @@ def run_task(encoder, task: str, path: Path, langs: list[str] | None = None, lim
         return tasks.tatoeba(encoder, path, langs=langs, limit=limit, prompt=prompt, cache=cache, margin=margin)
     if task in ("sts", "sts17", "jsts", "stsb", "korsts"):
         return tasks.sts(encoder, path, prompt=prompt, cache=cache, limit=limit)
+    if task == "classify":
+        return tasks.classification(encoder, path, langs=langs, limit=limit, prompt=prompt, cache=cache)
     if task == "gap":
         return tasks.alignment_gap(encoder, path, langs=langs, limit=limit or 1000, prompt=prompt, cache=cache)
     languages = langs or tatoeba_languages(path)

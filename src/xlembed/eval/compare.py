@@ -63,7 +63,7 @@ def _rows(records, parent, child, kept: list[str]) -> list[dict]:
                 rows.append({"measure": label, "parent": format(p[key], fmt), "child": format(c[key], fmt),
                              "change": f"x{ratio:.2f}" if ratio is not None else "-", "language": ""})
     kept_tatoeba = _tatoeba_codes(kept)
-    for task, label in (("tatoeba", "Tatoeba"), ("sts", "STS")):
+    for task, label in (("tatoeba", "Tatoeba"), ("sts", "STS"), ("classification", "Classification")):
         p, c = _mains(records, parent, task), _mains(records, child, task)
         for key in sorted(set(p) & set(c), key=lambda k: (k[1] not in kept_tatoeba, k)):
             dataset, language = key

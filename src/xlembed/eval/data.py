@@ -9,11 +9,14 @@ Formats (detected from the file itself, its suffix and name):
 - JSTS JSON Lines: one object a line with ``sentence1``, ``sentence2``, ``label``.
 - STSb-multi CSV: excel dialect, no header, columns sentence1, sentence2, score.
 - Plain TSV: text1, text2, score, no header or a header ``text1 text2 score``.
+- Classification: a folder of ``<LANG>_train.tsv`` + ``<LANG>_test.tsv`` (the Amazon counterfactual
+  layout), TAB-separated with CSV quoting, a header row, then one text and one label a row.
 """
 
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import re
@@ -29,6 +32,7 @@ _TATOEBA_FILE = re.compile(r"^tatoeba\.([A-Za-z_]+)-eng\.\1$")
 _STS17_FILE = re.compile(r"^STS17\.([a-z]{2}-[a-z]{2})((?:\.[A-Za-z0-9_-]+)*)\.tsv$")
 _STSB_FILE = re.compile(r"^stsb-([a-z]{2,3})-(train|dev|test)\.csv$")
 _JSTS_FILE = re.compile(r"^(train|valid|test)-v[0-9.]+\.json$")
+_CLASSIFY_TRAIN = re.compile(r"^(.+)_train\.tsv$")
 
 # ---------------------------------------------------------------- helpers
 
@@ -321,3 +325,145 @@ def _first_record_has_label(path: Path) -> bool:
     except (OSError, ValueError):
         return False
     return False
+
+
+# ---------------------------------------------------------------- classification
+
+CLASSIFY_TEXT_COLUMNS = ("sentence", "text")
+CLASSIFY_LABEL_COLUMNS = ("label", "is_counterfactual")
+# file prefix -> language code where the prefix is not the code (Amazon counterfactual writes JP for Japanese)
+CLASSIFY_LANGUAGE_OF_PREFIX = {"jp": "ja"}
+# evaluated only when named: Amazon counterfactual's EN-ext overlaps EN across splits (see its SOURCE.md)
+CLASSIFY_ONLY_WHEN_ASKED = ("en-ext",)
+
+
+@dataclass
+class ClassificationData:
+    """Texts and their labels (as written in the file), from one file."""
+
+    texts: list[str]
+    labels: list[str]
+    path: str
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+def classification_sets(folder) -> dict[str, str]:
+    """Language code -> file prefix for every ``<PREFIX>_train.tsv`` with a ``<PREFIX>_test.tsv`` in ``folder``.
+
+    The code is the prefix in lower case (EN -> en), except those in ``CLASSIFY_LANGUAGE_OF_PREFIX`` (JP -> ja).
+    A folder with no complete pair is an error that names the files expected.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise DataFormatError(f"{folder}: classification folder not found")
+    sets, halves = {}, []
+    for p in sorted(folder.iterdir()):
+        m = _CLASSIFY_TRAIN.match(p.name)
+        if m and p.is_file():
+            stem = m.group(1)
+            if (folder / f"{stem}_test.tsv").is_file():
+                sets[CLASSIFY_LANGUAGE_OF_PREFIX.get(stem.lower(), stem.lower())] = stem
+            else:
+                halves.append(p.name)
+    if not sets:
+        incomplete = f"; {', '.join(halves)} lack(s) the matching *_test.tsv" if halves else ""
+        raise DataFormatError(
+            f"no classification data in {folder}: expected pairs of files <LANG>_train.tsv and <LANG>_test.tsv "
+            f"(e.g. EN_train.tsv + EN_test.tsv, as in the Amazon counterfactual set){incomplete}"
+        )
+    return sets
+
+
+def classification_languages(folder, langs=None) -> list[tuple[str, str]]:
+    """(language code, file prefix) pairs to evaluate, in the order asked (default: all, sorted).
+
+    ``langs`` entries may be the code (``ja``), the file prefix (``JP``) or a Tatoeba code (``jpn``); one
+    the folder lacks is an error listing those it has. By default ``CLASSIFY_ONLY_WHEN_ASKED`` are left out.
+    """
+    sets = classification_sets(folder)
+    if langs is None:
+        chosen = [code for code in sorted(sets) if code not in CLASSIFY_ONLY_WHEN_ASKED] or sorted(sets)
+        return [(code, sets[code]) for code in chosen]
+    by_prefix = {stem.lower(): code for code, stem in sets.items()}
+    out = []
+    for asked in [langs] if isinstance(langs, str) else list(langs):
+        key = asked.strip().lower()
+        code = key if key in sets else by_prefix.get(key) or _iso_code(key)
+        if code not in sets:
+            raise DataFormatError(
+                f"classification language {asked!r} not found in {folder}; available (code and file prefix of "
+                f"each <LANG>_train.tsv + <LANG>_test.tsv pair): {', '.join(f'{c} ({s})' for c, s in sorted(sets.items()))}"
+            )
+        out.append((code, sets[code]))
+    return list(dict.fromkeys(out))
+
+
+def _iso_code(code: str) -> str | None:
+    """The ISO 639-1 code of a Tatoeba code (jpn -> ja), None for a code the language table lacks."""
+    from ..compress.languages import language
+
+    try:
+        return language(code).code
+    except BadInputError:
+        return None
+
+
+def read_classification(path, limit: int | None = None) -> ClassificationData:
+    """Texts and labels of one classification TSV, the first ``limit`` rows when given.
+
+    TAB-separated with CSV quoting (a field holding a tab or a double quote is quoted, quotes doubled).
+    The first row is a header: columns named sentence/text and label/is_counterfactual are used, else the
+    first two columns. Every row must have as many fields as the header; blank lines are skipped.
+    Stray SUB (\\x1a) characters are removed.
+    """
+    _check_limit(limit)
+    path = Path(path)
+    text = _read_text(path).replace("\x1a", "")  # stray SUB characters (Amazon counterfactual de/ja), as finetune reads
+    if not text.strip():
+        raise DataFormatError(f"{path}, line 1: empty file")
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter="\t")
+    header: list[str] | None = None
+    texts: list[str] = []
+    labels: list[str] = []
+    while limit is None or len(texts) < limit:
+        line = reader.line_num + 1  # where the next row starts (a quoted field may span lines)
+        try:
+            fields = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as e:
+            raise DataFormatError(f"{path}, line {line}: bad TSV ({e})") from None
+        if not any(f.strip() for f in fields):
+            continue
+        if header is None:
+            header = [h.strip().lower() for h in fields]
+            if len(header) < 2:
+                raise DataFormatError(
+                    f"{path}, line {line}: the header has {len(header)} field; expected a text column and a label "
+                    "column separated by a tab (e.g. sentence<TAB>label)"
+                )
+            text_col = next((header.index(c) for c in CLASSIFY_TEXT_COLUMNS if c in header), 0)
+            label_col = next((header.index(c) for c in CLASSIFY_LABEL_COLUMNS if c in header), 1)
+            if text_col == label_col:
+                raise DataFormatError(
+                    f"{path}, line {line}: cannot tell the text column from the label column in the header "
+                    f"{fields!r:.80}; name them {'/'.join(CLASSIFY_TEXT_COLUMNS)} and {'/'.join(CLASSIFY_LABEL_COLUMNS)}"
+                )
+            continue
+        if len(fields) != len(header):
+            raise DataFormatError(
+                f"{path}, line {line}: expected {len(header)} tab-separated fields as in the header, got {len(fields)}; "
+                'a field containing a tab or a double quote must be quoted ("...", with inner quotes doubled)'
+            )
+        sentence, label = fields[text_col], fields[label_col].strip()
+        if not sentence.strip():
+            raise DataFormatError(f"{path}, line {line}: empty text")
+        if not label:
+            raise DataFormatError(f"{path}, line {line}: empty label")
+        texts.append(sentence)
+        labels.append(label)
+    if not texts:
+        raise DataFormatError(f"{path}, line {reader.line_num + 1}: no rows after the header")
+    return ClassificationData(texts=texts, labels=labels, path=str(path))

@@ -16,7 +16,8 @@ from xlembed.eval.grading import Grade, grade as grade_records
 from xlembed.eval.results import SCHEMA_VERSION, RunRecord
 
 PALETTE = ["#4e79a7", "#f28e2b", "#e15759", "#76b7b2", "#59a14f", "#edc948", "#b07aa1", "#ff9da7", "#9c755f", "#bab0ac"]
-TASK_ORDER = ("tatoeba", "mining", "sts", "alignment_gap", "drift")
+TASK_ORDER = ("tatoeba", "mining", "sts", "classification", "alignment_gap", "drift")
+MEAN_AFTER = {"tatoeba": "tatoeba mean", "classification": "classification mean"}  # a mean column after their languages
 GRADE_COLOURS = {"S": "#2e7d32", "A": "#558b2f", "B": "#e08600", "C": "#c62828"}
 
 
@@ -73,13 +74,14 @@ def _summary(records: list[RunRecord], grades: dict) -> tuple[list[str], list[li
     """The results table as header + rows of plain strings (Markdown and HTML share it)."""
     cols = _columns(records)
     table = _table(records)
-    tatoeba_cols = [c for c in cols if c[0] == "tatoeba"]
-    if tatoeba_cols:  # the mean the grade uses, right after the per-language accuracies
-        cols.insert(len(tatoeba_cols), ("tatoeba", "mean", ""))
-        for cell in table.values():
-            accs = [cell[c] for c in tatoeba_cols if c in cell]
-            if accs:
-                cell[("tatoeba", "mean", "")] = sum(accs) / len(accs)
+    for task in MEAN_AFTER:  # tatoeba: the mean the grade uses, right after the per-language accuracies
+        task_cols = [c for c in cols if c[0] == task]
+        if task_cols:
+            cols.insert(cols.index(task_cols[-1]) + 1, (task, "mean", ""))
+            for cell in table.values():
+                accs = [cell[c] for c in task_cols if c in cell]
+                if accs:
+                    cell[(task, "mean", "")] = sum(accs) / len(accs)
     gap_cols = [c for c in cols if c[0] == "alignment_gap"]
     if gap_cols:  # one column: the mean gap over languages (per language in results.json)
         at = cols.index(gap_cols[0])
@@ -89,7 +91,8 @@ def _summary(records: list[RunRecord], grades: dict) -> tuple[list[str], list[li
             gaps = [cell[c] for c in gap_cols if c in cell]
             if gaps:
                 cell[("alignment_gap", "mean", "")] = sum(gaps) / len(gaps)
-    means = {("tatoeba", "mean", ""): "tatoeba mean", ("alignment_gap", "mean", ""): "gap mean (cos)"}
+    means = {**{(task, "mean", ""): label for task, label in MEAN_AFTER.items()},
+             ("alignment_gap", "mean", ""): "gap mean (cos)"}
     header = ["model", "precision", *(means.get(c) or _header(c, records) for c in cols)]
     header += ["latency 2 sent (ms)", "sent/s b32", "peak RSS (MB)", "params (M)", "grade"]
     rows = []

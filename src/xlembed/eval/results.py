@@ -22,7 +22,7 @@ SCHEMA_VERSION = 1
 class TaskResult:
     """What one task measured. ``scores`` are plain floats (accuracy in percent, Spearman x100, ...)."""
 
-    task: str  # tatoeba | mining | sts | alignment_gap | drift | speed | size
+    task: str  # tatoeba | mining | sts | classification | alignment_gap | drift | speed | size
     dataset: str  # e.g. "tatoeba", "sts17", "jsts"
     language: str  # e.g. "jpn", "en-ar", "ja", or "all"
     scores: dict[str, float]

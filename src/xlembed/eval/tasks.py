@@ -9,15 +9,17 @@ Similarities are computed in blocks, so memory stays bounded whatever the number
 
 from __future__ import annotations
 
+import warnings
+from pathlib import Path
 from typing import Iterable, Sequence
 
 import numpy as np
 
 from ..encoder import Encoder, as_texts, l2_normalize
-from ..errors import BadInputError, NumericalError
+from ..errors import BadInputError, DataFormatError, NumericalError, XlembedWarning
 from ..similarity import search
 from .cache import EmbeddingCache, encode_texts
-from .data import read_sts, read_tatoeba, sts_files, tatoeba_languages
+from .data import classification_languages, read_classification, read_sts, read_tatoeba, sts_files, tatoeba_languages
 from .results import TaskResult
 
 BLOCK = 2048  # rows per side of one similarity block: 2048 x 2048 float32 = 16 MB
@@ -317,6 +319,97 @@ def sts(
                 main_score="spearman",
                 prompt=prefix,
                 details={"n": n, "file": str(f), "limit": limit},
+            )
+        )
+    return results
+
+
+# ---------------------------------------------------------------- classification
+
+
+def classification(
+    encoder: Encoder,
+    folder,
+    langs: Iterable[str] | str | None = None,
+    limit: int | None = None,
+    prompt: str | None = None,
+    cache: EmbeddingCache | None = None,
+    seed: int = 0,
+    max_iter: int = 1000,
+) -> list[TaskResult]:
+    """Classification on frozen embeddings (as MTEB's classification tasks), one result per language.
+
+    For each language of ``folder`` (``<LANG>_train.tsv`` + ``<LANG>_test.tsv``, see
+    ``data.read_classification``) a logistic regression (scikit-learn, lbfgs, C=1, ``random_state=seed``)
+    is fitted on the embeddings of the train file and scored on the test file; ``limit`` keeps the first N
+    rows of each file. The embeddings are L2-normalised and scaled by sqrt(dim) (components of unit size,
+    the input of ``xlembed finetune``'s heads): on unit vectors C=1 regularises so hard that
+    multilingual-e5-small answered the majority label for every Japanese Amazon counterfactual test
+    sentence (macro-F1 47.3); scaled, en/de/ja macro-F1 68.1/81.7/47.3 -> 84.0/84.1/66.6, accuracy up
+    on all three. Unlike MTEB, which averages 10 runs on small per-label samples of the train set, this
+    fits once on the whole train file: one deterministic figure.
+    Scores in percent: ``accuracy`` (main) and ``f1_macro``; ``details['majority_accuracy']`` is the
+    test accuracy of always answering the train set's most frequent label, to read accuracy against
+    (``f1_macro`` shows a classifier that answers one label everywhere).
+    """
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import f1_score
+
+    prefix = encoder.resolve_prompt(prompt)
+    folder = Path(folder)
+    results = []
+    for lang, stem in classification_languages(folder, langs):
+        train = read_classification(folder / f"{stem}_train.tsv", limit)
+        test = read_classification(folder / f"{stem}_test.tsv", limit)
+        classes, counts = np.unique(train.labels, return_counts=True)
+        if len(classes) < 2:
+            rows = f"the first {limit} rows" if limit is not None else f"all {len(train)} rows"
+            raise DataFormatError(
+                f"{train.path}: {rows} have the label {str(classes[0])!r}; a classifier needs at least two labels "
+                "to learn from (use a train file with several labels, or a larger --limit)"
+            )
+        scale = np.float32(np.sqrt(encoder.dim))
+        x_train = l2_normalize(_embed(encoder, train.texts, prompt, cache)) * scale
+        x_test = l2_normalize(_embed(encoder, test.texts, prompt, cache)) * scale
+        model = LogisticRegression(max_iter=max_iter, random_state=seed)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)  # said below in our words
+            model.fit(x_train, train.labels)
+        converged = bool(np.max(model.n_iter_) < max_iter)
+        if not converged:
+            warnings.warn(
+                f"the logistic regression on {train.path} did not converge in {max_iter} iterations; its accuracy "
+                "may understate the embeddings (pass a larger max_iter)",
+                XlembedWarning,
+                stacklevel=2,
+            )
+        gold = np.asarray(test.labels)
+        pred = model.predict(x_test)
+        majority = classes[np.argmax(counts)]  # ties: the first label in sorted order
+        results.append(
+            TaskResult(
+                task="classification",
+                dataset=folder.resolve().name,
+                language=lang,
+                scores={
+                    "accuracy": 100 * float((pred == gold).mean()),
+                    "f1_macro": 100 * float(f1_score(gold, pred, average="macro", zero_division=0)),
+                },
+                main_score="accuracy",
+                prompt=prefix,
+                details={
+                    "n_train": len(train),
+                    "n_test": len(test),
+                    "limit": limit,
+                    "labels": [str(c) for c in classes],
+                    "majority_accuracy": 100 * float((gold == majority).mean()),
+                    "classifier": f"logistic regression (lbfgs, C=1, max_iter={max_iter}, seed={seed}) on "
+                                  "sqrt(dim) x unit-length vectors",
+                    "converged": converged,
+                    "train_file": train.path,
+                    "test_file": test.path,
+                },
             )
         )
     return results
