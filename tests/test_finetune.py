@@ -334,11 +334,12 @@ def test_real_e5_small_nli_short_run_and_zero_shot_japanese(tmp_path):
     out = tmp_path / "nli"
     summary = finetune(model=str(E5), task="pair-classify", train=f"{jsick}::lang=en,split=train,limit=640",
                        dev=f"{jsick}::lang=en,split=trial,limit=150", out=out,
-                       config=FinetuneConfig(epochs=1, batch_size=32, lr=5e-5, eval_every=0), progress=False)
+                       config=FinetuneConfig(epochs=1, batch_size=16, lr=5e-5, head_lr=5e-3, eval_every=0),
+                       progress=False)
     before, best = summary["training"]["before"], summary["training"]["best"]
     assert best["dev_accuracy"] > before["dev_accuracy"] and best["dev_collapsed"] is None
     table = transfer(out, {"en": f"{jsick}::lang=en,split=test,limit=150", "ja": f"{jsick}::lang=ja,split=test,limit=150"})
     rows = {r["test"]: r for r in table["rows"]}
     assert rows["en"]["kind"] == "in-language" and rows["ja"]["kind"] == "transfer"
-    # 20 steps on 640 English pairs already beat the majority class (neutral, ~57%) in English and Japanese
+    # 40 steps on 640 English pairs already beat the majority class (neutral, ~57%) in English and Japanese
     assert rows["en"]["accuracy"] > 60 and rows["ja"]["accuracy"] > 50
