@@ -168,7 +168,7 @@ def test_classifier_learns_keeps_the_best_dev_weights_and_predicts(tiny, tmp_pat
     summary = finetune(model=str(tiny), task="classify", train=str(train), dev=str(dev), out=out, config=_config(),
                        progress=False)
     before, best = summary["training"]["before"], summary["training"]["best"]
-    assert best["dev_accuracy"] >= 95 > before["dev_accuracy"]
+    assert best["dev_accuracy"] >= 95 > before["dev_accuracy"] and best["dev_collapsed"] is None
     losses = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()
               if json.loads(line)["event"] == "train"]
     assert losses[-1] < losses[0]
@@ -232,15 +232,15 @@ def test_sts_finetuning_raises_dev_spearman_and_stays_an_encoder(tiny, tmp_path)
 
 def test_collapse_to_one_class_is_reported(tiny, tmp_path):
     train = _classify_file(tmp_path / "train.tsv", 64, 0)
-    dev = _classify_file(tmp_path / "dev.tsv", 40, 1)
-    # a frozen encoder, a head that cannot move, on a dev set of one class: every dev prediction is one class
+    # a frozen encoder and a head that cannot move, on a dev set of one repeated text: every dev prediction is the
+    # same class, which the run must report (figures and a warning)
     one_class_dev = tmp_path / "dev1.tsv"
-    one_class_dev.write_text("text\tlabel\n" + "\n".join(f"{w} {w}\tcolour" for w in COLOURS * 5) + "\n")
+    one_class_dev.write_text("text\tlabel\n" + "red blue\tcolour\n" * 20)
     with pytest.warns(XlembedWarning, match="collapsed to one class"):
         summary = finetune(model=str(tiny), task="classify", train=str(train), dev=str(one_class_dev),
                            out=tmp_path / "c", config=_config(freeze="encoder", head_lr=1e-9, epochs=1), progress=False)
     assert summary["training"]["best"]["dev_collapsed"] in ("colour", "animal")
-    assert dev.is_file()
+    assert sum(summary["training"]["best"]["dev_predicted"].values()) == 20
 
 
 def test_bad_training_input_is_refused(tiny, tmp_path):
