@@ -295,7 +295,7 @@ def markdown(results: dict) -> str:
         lines += ["## Classifier distillation: 4-layer student of the English NLI model", ""]
         rows = []
         for name, label in (("teacher", "teacher (12 layers, fine-tuned on SICK en)"),
-                            ("kd", f"student, soft labels (T=2, alpha 0.5) + teacher-labelled JSICK ja train"),
+                            ("kd", "student, soft labels (T=2, alpha 0.5) + teacher-labelled JSICK ja train"),
                             ("hard", "student, hard labels only")):
             r = p[name]["tests"]
             rows.append({"model": label, "en accuracy": round(r["en"]["accuracy"], 2),

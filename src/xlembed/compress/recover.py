@@ -80,21 +80,9 @@ class ParentRegression:
 
 
 def _encode(model, texts, prefix) -> np.ndarray:
-    import warnings
+    from ..train.loop import encode_while_training
 
-    from ..backends.torch_backend import TorchEncoder
-    from ..encoder import ModelInfo
-    from ..errors import XlembedWarning
-
-    was_training = model.training
-    info = ModelInfo(name="child", source="training", dim=model.get_embedding_dimension(), max_length=model.max_seq_length,
-                     backend="torch", precision="fp32", cacheable=False)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", XlembedWarning)
-            return TorchEncoder(model, info).encode(list(texts), batch_size=64, prompt=prefix)
-    finally:
-        model.train(was_training)
+    return encode_while_training(model, texts, prefix, name="child")
 
 
 def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: Sequence[str],

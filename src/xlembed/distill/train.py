@@ -21,7 +21,6 @@ import dataclasses
 import json
 import random
 import time
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -29,11 +28,11 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..encoder import Encoder, l2_normalize
-from ..errors import BadInputError, XlembedWarning
+from ..errors import BadInputError
 from ..train.checkpoint import CHECKPOINT_DIR, START_WEIGHTS, load_weights, save_weights
 from ..train.freeze import freeze_lower_layers, lower_layers
-from ..train.loop import (TrainingInterrupted, check_loop_settings, fit, length_batches, parameter_groups,
-                          token_lengths)
+from ..train.loop import (TrainingInterrupted, check_loop_settings, encode_while_training, fit, length_batches,
+                          parameter_groups, token_lengths)
 
 __all__ = ["TrainConfig", "TrainResult", "train_student", "TrainingInterrupted", "length_batches", "build_student",
            "interpolate_weights", "warm_start_rows", "dev_figures", "TeacherRegression"]
@@ -203,20 +202,8 @@ def _sequential(modules):
 
 def dev_figures(model, dev: Sequence[ParallelPair], dev_targets: np.ndarray, prefix: str, batch_size: int = 64) -> dict:
     """Dev MSE to the teacher (both sides) and top-1 retrieval: student(xx) finds teacher(en) and student(en)."""
-    from ..backends.torch_backend import TorchEncoder
-    from ..encoder import ModelInfo
-
-    was_training = model.training
-    info = ModelInfo(name="student", source="training", dim=dev_targets.shape[1], max_length=model.max_seq_length,
-                     backend="torch", precision="fp32", cacheable=False)
-    enc = TorchEncoder(model, info)  # puts the model in eval mode
-    try:
-        with warnings.catch_warnings():  # truncation at max_length is the training setting, not news
-            warnings.simplefilter("ignore", XlembedWarning)
-            s_en = enc.encode([p.en for p in dev], batch_size=batch_size, prompt=prefix)
-            s_xx = enc.encode([p.other for p in dev], batch_size=batch_size, prompt=prefix)
-    finally:
-        model.train(was_training)
+    s_en = encode_while_training(model, [p.en for p in dev], prefix, batch_size, name="student")
+    s_xx = encode_while_training(model, [p.other for p in dev], prefix, batch_size, name="student")
     mse = float(np.mean(np.concatenate([(s_en - dev_targets) ** 2, (s_xx - dev_targets) ** 2])))
     t = l2_normalize(dev_targets)
     n_en, n_xx = l2_normalize(s_en), l2_normalize(s_xx)

@@ -9,13 +9,11 @@
 
 from __future__ import annotations
 
-import warnings
 from typing import Sequence
 
 import numpy as np
 
-from ..encoder import ModelInfo, l2_normalize
-from ..errors import XlembedWarning
+from ..encoder import l2_normalize
 
 
 def kd_loss(student_logits, teacher_logits, labels, temperature: float, alpha: float):
@@ -61,23 +59,6 @@ def spearman(a: np.ndarray, b: np.ndarray, gold: Sequence[float]) -> float:
     return float(100 * spearmanr(cos, np.asarray(gold, dtype=np.float64)).statistic)
 
 
-def training_encoder(sentence_transformer, name: str = "being trained"):
-    """The SentenceTransformer under training as an Encoder (never cached: its weights change)."""
-    from ..backends.torch_backend import TorchEncoder
-
-    dim = sentence_transformer.get_embedding_dimension() if hasattr(sentence_transformer, "get_embedding_dimension") \
-        else sentence_transformer.get_sentence_embedding_dimension()
-    info = ModelInfo(name=name, source="training", dim=dim, max_length=sentence_transformer.max_seq_length,
-                     backend="torch", precision="fp32", cacheable=False)
-    return TorchEncoder(sentence_transformer, info)
-
-
-def _quiet_encode(encoder, texts: Sequence[str], prefix: str) -> np.ndarray:
-    with warnings.catch_warnings():  # truncation at max_length is the training setting, not news
-        warnings.simplefilter("ignore", XlembedWarning)
-        return encoder.encode(list(texts), batch_size=64, prompt=prefix)
-
-
 class ClassifierObjective:
     """Rows: texts (or pairs) with a class index (-1: unlabelled, for distillation) and optional teacher logits."""
 
@@ -109,11 +90,7 @@ class ClassifierObjective:
     def evaluate(self, model) -> dict | None:
         if self.dev is None:
             return None
-        was_training = model.training
-        try:
-            logits = head_logits(model, self.dev.texts_a, self.dev.texts_b, self.prefix)
-        finally:
-            model.train(was_training)
+        logits = head_logits(model, self.dev.texts_a, self.dev.texts_b, self.prefix)
         figures = classification_figures(self.dev_ids, logits.argmax(axis=1), self.labels)
         return {"dev_accuracy": figures["accuracy"], "dev_macro_f1": figures["macro_f1"],
                 "dev_predicted": figures["predicted"], "dev_collapsed": figures["collapsed"]}
@@ -126,11 +103,11 @@ def head_logits(model, texts_a, texts_b, prefix: str) -> np.ndarray:
     """Logits of a trainable classifier (``classifier.trainable_classifier``) in eval mode, batched by the Encoder."""
     import torch
 
+    from ..train.loop import encode_while_training
     from .classifier import head_input
 
-    encoder = training_encoder(model.encoder)  # puts the encoder in eval mode
-    u = _quiet_encode(encoder, texts_a, prefix)
-    features = head_input(u, _quiet_encode(encoder, texts_b, prefix) if texts_b is not None else None)
+    u = encode_while_training(model.encoder, texts_a, prefix)
+    features = head_input(u, encode_while_training(model.encoder, texts_b, prefix) if texts_b is not None else None)
     with torch.no_grad():
         weight = model.head.weight.detach().cpu().numpy()
         bias = model.head.bias.detach().cpu().numpy()
@@ -166,13 +143,10 @@ class CosentObjective:
     def evaluate(self, model) -> dict | None:
         if self.dev is None:
             return None
-        was_training = model.training
-        try:
-            encoder = training_encoder(model)
-            a = _quiet_encode(encoder, self.dev.texts_a, self.prefix)
-            b = _quiet_encode(encoder, self.dev.texts_b, self.prefix)
-        finally:
-            model.train(was_training)
+        from ..train.loop import encode_while_training
+
+        a = encode_while_training(model, self.dev.texts_a, self.prefix)
+        b = encode_while_training(model, self.dev.texts_b, self.prefix)
         return {"dev_spearman": spearman(a, b, self.dev.labels)}
 
     def fingerprint(self) -> str:

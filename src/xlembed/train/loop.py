@@ -310,6 +310,26 @@ def stop_on_signals(flag: dict):
             signal.signal(sig, old)
 
 
+def encode_while_training(model, texts: Sequence[str], prefix: str, batch_size: int = 64, name: str = "being trained"):
+    """Vectors of ``texts`` from a SentenceTransformer under training: eval mode for the call, then the mode it
+    had; never cached (its weights change); the truncation note silenced (max_length is the training setting)."""
+    import warnings
+
+    from ..backends.torch_backend import TorchEncoder
+    from ..encoder import ModelInfo
+    from ..errors import XlembedWarning
+
+    was_training = model.training
+    info = ModelInfo(name=name, source="training", dim=model.get_embedding_dimension(),
+                     max_length=model.max_seq_length, backend="torch", precision="fp32", cacheable=False)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", XlembedWarning)
+            return TorchEncoder(model, info).encode(list(texts), batch_size=batch_size, prompt=prefix)
+    finally:
+        model.train(was_training)
+
+
 def jsonl_log(path: Path) -> Callable[[dict], None]:
     """A log function that appends each event, time-stamped, as one JSON line to ``path``."""
     import json
