@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 import xlembed
 from tiny_models import make_tiny_st_folder
 from xlembed.cli import app
-from xlembed.errors import BadInputError, XlembedWarning
+from xlembed.errors import BadInputError, DataFormatError, XlembedWarning
 from xlembed.finetune import (FinetuneConfig, distill_classifier, finetune, kd_loss, load_classifier, predict,
                               read_examples, read_inputs, transfer)
 from xlembed.finetune.data import read_many
@@ -133,6 +133,15 @@ def test_readers_of_the_shared_formats(tmp_path):
     plain = tmp_path / "plain.txt"
     plain.write_text("one\ntwo\n", encoding="utf-8")
     assert read_inputs(plain, pair=False).texts_a == ["one", "two"]
+    xnli = tmp_path / "xnli.tsv"  # a labelled headerless file used as unlabelled text: the label is ignored
+    xnli.write_text("a b\tc d\tneutral\ne f\tg h\tentailment\n", encoding="utf-8")
+    assert read_inputs(xnli, pair=True).texts_b == ["c d", "g h"]
+    stsb = tmp_path / "stsb-en-train.csv"  # an STS file as unlabelled pairs: the scores are ignored
+    stsb.write_text('A plane is taking off.,An air plane is taking off.,5.0\n"a, b",c,1.0\n', encoding="utf-8")
+    assert read_inputs(stsb, pair=True).texts_a == ["A plane is taking off.", "a, b"]
+    xnli.write_text("a\tb\tc\td\n", encoding="utf-8")
+    with pytest.raises(DataFormatError, match="line 1: 4 TAB-separated fields"):
+        read_inputs(xnli, pair=True)
 
 
 def test_bad_data_gets_clear_errors(tmp_path):

@@ -231,3 +231,18 @@ def test_folder_report_json_is_readable(tmp_path):
     json.dumps(report)
     shutil.rmtree(folder / "1_Pooling")
     assert not checks.check_folder(folder).ok
+
+
+def test_load_spec_rebuilds_the_same_encoder_and_round_trips_through_json(tmp_path):
+    folder = make_tiny_st_folder(tmp_path)
+    spec = xlembed.LoadSpec(str(folder), precision="fp32", prompts={"query": "q: "}, default_prompt="query")
+    again = xlembed.LoadSpec.from_dict(json.loads(json.dumps(spec.to_dict())))
+    assert again == spec
+    a = xlembed.load(spec).encode(["hello world"])
+    b = xlembed.load(str(folder), precision="fp32", prompts={"query": "q: "}, default_prompt="query").encode(["hello world"])
+    np.testing.assert_array_equal(a, b)
+    assert xlembed.load(again).default_prompt == "q: "
+    with pytest.raises(BadInputError, match="put precision into the spec"):
+        xlembed.load(spec, precision="int8")
+    with pytest.raises(BadInputError, match="unknown field.*modle"):
+        xlembed.LoadSpec.from_dict({"modle": "x"})

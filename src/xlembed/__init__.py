@@ -21,13 +21,14 @@ from .errors import (
     XlembedError,
     XlembedWarning,
 )
-from .loading import load, resolve
+from .loading import LoadSpec, load, resolve
 from .saving import save
 from .similarity import SearchResult, cosine_similarity, search, similarity
 
 __all__ = [
     "__version__",
     "load",
+    "LoadSpec",
     "resolve",
     "save",
     "similarity",

@@ -42,7 +42,8 @@ REQUIRED_KEYS: dict[str, tuple[type | None, ...]] = {
     "grade": (str, None),
     "notes": (str,),
 }
-OPTIONAL_KEYS: dict[str, tuple[type | None, ...]] = {"languages_note": (str, None)}
+# matryoshka_dims: the smaller output sizes the model was trained to give (its first k dimensions, renormalized)
+OPTIONAL_KEYS: dict[str, tuple[type | None, ...]] = {"languages_note": (str, None), "matryoshka_dims": (list, None)}
 GRADES = ("S", "A", "B", "C", None)
 
 
@@ -72,6 +73,7 @@ class CatalogueEntry:
     grade: str | None
     notes: str
     languages_note: str | None = None
+    matryoshka_dims: tuple[int, ...] = ()
 
     @property
     def token_level(self) -> bool:
@@ -134,7 +136,12 @@ def _validate_entry(raw: Any, where: str) -> CatalogueEntry:
             f"catalogue {label}: key 'default_prompt' is {raw['default_prompt']!r}, "
             f"not one of the prompts {sorted(raw['prompts'])}"
         )
+    dims = raw.get("matryoshka_dims") or []
+    if not all(isinstance(d, int) and 0 < d < raw["dim"] for d in dims):
+        raise XlembedError(f"catalogue {label}: key 'matryoshka_dims' must list sizes between 1 and dim-1 "
+                           f"({raw['dim'] - 1}), got {dims!r}")
     values = {k: raw.get(k) for k in (*REQUIRED_KEYS, *OPTIONAL_KEYS)}
+    values["matryoshka_dims"] = tuple(sorted(dims))
     values["language_codes"] = tuple(raw["language_codes"])
     values["prompts"] = dict(raw["prompts"])
     values["params_m"] = float(raw["params_m"])

@@ -468,6 +468,7 @@ def _cell(value) -> str:
 
 
 from . import cli_finetune  # noqa: E402,F401 - registers finetune, transfer, distill-classifier, predict
+from . import cli_serve  # noqa: E402,F401 - registers serve
 
 
 def main() -> None:

@@ -60,6 +60,8 @@ class ModelInfo:
     # identifies them, so the embedding cache must encode them every time instead of keying them by name
     cacheable: bool = True
     notes: list[str] = field(default_factory=list)
+    # smaller output sizes the model was trained to give (Matryoshka): its first k dimensions, renormalized
+    matryoshka_dims: tuple[int, ...] = ()
 
     def __post_init__(self) -> None:
         # empty prompts mean "no prompt"; a default that names no prompt is no default
@@ -189,6 +191,27 @@ class Encoder(ABC):
         if normalize:
             sentence_out = l2_normalize(sentence_out)
         return sentence_out
+
+    def token_counts(self, texts: Sequence[str] | str, prompt: str | None = None) -> list[int]:
+        """Tokens of each text as ``encode`` would feed it (prompt and special tokens included, before truncation
+        at ``max_length``). Backends without a tokenizer (USE) count characters. Not thread-safe with ``encode``:
+        call both from one thread."""
+        return self._token_lengths(self._check_texts(texts), self.resolve_prompt(prompt))
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """The text of a list of this model's token ids (special tokens dropped)."""
+        tokenizer = self._tokenizer_for_decoding()
+        if tokenizer is None:
+            raise UnsupportedError(f"model {self.name!r} ({self.backend} backend) has no token vocabulary; give it text")
+        size = tokenizer.get_vocab_size() if hasattr(tokenizer, "get_vocab_size") else len(tokenizer)
+        bad = [i for i in ids if not isinstance(i, int) or isinstance(i, bool) or not 0 <= i < size]
+        if bad:
+            raise BadInputError(f"token id {bad[0]!r} is not in the vocabulary of model {self.name!r} (0..{size - 1})")
+        return tokenizer.decode(list(ids), skip_special_tokens=True)
+
+    def _tokenizer_for_decoding(self):
+        """A tokenizer with ``decode(ids, skip_special_tokens=...)`` (tokenizers or transformers), or None."""
+        return None
 
     def resolve_prompt(self, prompt: str | None) -> str:
         """The literal prefix ``encode`` will put before each text for this ``prompt`` argument."""

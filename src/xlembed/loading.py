@@ -13,7 +13,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from . import catalogue
@@ -39,8 +39,37 @@ class Resolved:
     how: str = ""  # how it was found, for messages and doctor
 
 
+@dataclass(frozen=True)
+class LoadSpec:
+    """Everything ``load()`` needs, as plain data: a server worker or another process rebuilds the same
+    Encoder from it (``load(spec)``; ``LoadSpec.from_dict(spec.to_dict())`` round-trips through JSON)."""
+
+    model: str | None = None  # catalogue name, folder, hub id or pkg:<package>; None: the default model
+    precision: str | None = None
+    device: str | None = None
+    pooling: str | None = None
+    prompts: dict[str, str] | None = field(default=None, hash=False)
+    default_prompt: str | None = None
+    allow_pickle: bool = False
+    trust_remote_code: bool = False
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "LoadSpec":
+        unknown = sorted(set(data) - set(cls.__dataclass_fields__))
+        if unknown:
+            raise BadInputError(f"load spec: unknown field(s) {', '.join(unknown)}; "
+                                f"known: {', '.join(cls.__dataclass_fields__)}")
+        return cls(**data)
+
+    def load(self) -> Encoder:
+        return load(self)
+
+
 def load(
-    name_or_path: str | os.PathLike | None = None,
+    name_or_path: "str | os.PathLike | LoadSpec | None" = None,
     *,
     precision: str | None = None,
     device: str | None = None,
@@ -59,7 +88,18 @@ def load(
     prompts / default_prompt: override the model's prompts and the prompt name applied by default.
     allow_pickle: permit pytorch_model.bin weights (pickles can run code); safetensors is always preferred.
     trust_remote_code: permit model code shipped with the files (off unless you ask).
+    A ``LoadSpec`` may be passed instead of the name and the keyword arguments (not together with them).
     """
+    if isinstance(name_or_path, LoadSpec):
+        given = {k: v for k, v in dict(precision=precision, device=device, pooling=pooling, prompts=prompts,
+                                       default_prompt=default_prompt).items() if v is not None}
+        if given or allow_pickle or trust_remote_code:
+            raise BadInputError(f"load(spec) takes its settings from the LoadSpec; put {', '.join(given) or 'the flags'} "
+                                "into the spec instead of passing them beside it")
+        spec = name_or_path
+        return load(spec.model, precision=spec.precision, device=spec.device, pooling=spec.pooling,
+                    prompts=spec.prompts, default_prompt=spec.default_prompt, allow_pickle=spec.allow_pickle,
+                    trust_remote_code=spec.trust_remote_code)
     if precision is not None and precision not in PRECISIONS:
         raise BadInputError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}")
     if pooling is not None and pooling not in ("mean", "cls", "max"):
@@ -71,7 +111,10 @@ def load(
                 f"{where.name!r} (the USE package) has its own fixed pooling; drop pooling={pooling!r} (CLI: --pooling)"
             )
         return UseEncoder.create(name=where.name, precision=precision or "fp32")
-    return _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
+    encoder = _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
+    if where.entry is not None and where.entry.matryoshka_dims and encoder.dim == where.entry.dim:
+        encoder.info.matryoshka_dims = where.entry.matryoshka_dims
+    return encoder
 
 
 def resolve(name_or_path: str | os.PathLike | None) -> Resolved:

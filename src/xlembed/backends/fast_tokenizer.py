@@ -34,6 +34,11 @@ class FastTokenizer:
         self.pad_id = pad_token_id(self.path, self._tokenizer)
         self._pad_token = self._tokenizer.id_to_token(self.pad_id) or ""
 
+    @property
+    def rust(self):
+        """The ``tokenizers.Tokenizer`` itself (decode and vocabulary look-ups only: its truncation state is ours)."""
+        return self._tokenizer
+
     def lengths(self, texts: Sequence[str]) -> list[int]:
         """Tokens of each text with special tokens, before truncation."""
         self._tokenizer.no_truncation()

@@ -95,6 +95,9 @@ class OnnxEncoder(Encoder):
         return cls(folder, session, tokenizer, info, present, provider)
 
     # ---- Encoder hooks ----
+    def _tokenizer_for_decoding(self):
+        return self.tokenizer.rust
+
     def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
         return self.tokenizer.lengths([prefix + t for t in texts])
 

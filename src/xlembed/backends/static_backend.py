@@ -188,6 +188,9 @@ class StaticEncoder(Encoder):
             default_prompt_name=default or None,
         )
 
+    def _tokenizer_for_decoding(self):
+        return self._tokenizer
+
     def _encode_batch(self, texts: list[str], prefix: str, output: Output) -> np.ndarray:
         if prefix:
             texts = [prefix + t for t in texts]

@@ -120,6 +120,9 @@ class TorchEncoder(Encoder):
     def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
         return token_lengths(self.model.tokenizer, texts, prefix)
 
+    def _tokenizer_for_decoding(self):
+        return self.model.tokenizer
+
     def _encode_batch(self, texts: list[str], prefix: str, output: Output):
         return self._forward(texts, prefix, output, self.precision)
 

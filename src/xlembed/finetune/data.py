@@ -329,13 +329,17 @@ def _label_order(label: str):
 
 def read_inputs(spec: str | Path, pair: bool) -> Examples:
     """Texts (``pair``: text pairs) to label, without labels: plain text (one per line), TSV (one text, or two
-    TAB-separated; or a header naming the columns, labels ignored), JSONL, or any labelled format above."""
+    TAB-separated, each optionally followed by a label that is ignored; or a header naming the columns, labels
+    ignored), JSONL, STSb-multi CSV (pairs, scores ignored), or any labelled format above."""
     path, options = parse_spec(spec)
     text, lines, first = _open(path)
     names = [c.strip().lower() for c in first.split("\t")]
     known_header = "sentence_a_en" in names or any(n in names for n in FIRST_TEXT + LABEL) or \
         any(k in options for k in ("text", "text_b", "label"))
-    if known_header or path.suffix.lower() in (".json", ".jsonl") or first.lstrip().startswith("{"):
+    if path.suffix.lower() == ".csv" and pair:  # STSb-multi CSV: its pairs, the scores dropped
+        sts = _sts(path, options)
+        examples = Examples(sts.texts_a, sts.texts_b, [None] * len(sts), sts.path, sts.lines, sts.language)
+    elif known_header or path.suffix.lower() in (".json", ".jsonl") or first.lstrip().startswith("{"):
         examples = _unlabelled(path, lines, text, options, pair)
     else:
         width = 2 if pair else 1
@@ -344,10 +348,10 @@ def read_inputs(spec: str | Path, pair: bool) -> Examples:
             if not line.strip():
                 continue
             fields = line.rstrip("\r").split("\t")
-            if len(fields) != width:
+            if len(fields) not in (width, width + 1):  # width + 1: a labelled file (PAWS-X, XNLI), label ignored
                 raise DataFormatError(
                     f"{path}, line {number}: {len(fields)} TAB-separated fields; this classifier takes "
-                    f"{'a pair of texts (2 fields)' if pair else 'one text per line (1 field)'}")
+                    f"{'a pair of texts (2 fields, or 3 with a label that is ignored)' if pair else 'one text per line (1 field, or 2 with a label that is ignored)'}")
             a.append(_text(fields[0], path, number))
             if pair:
                 b.append(_text(fields[1], path, number))
