@@ -71,7 +71,7 @@ def parse_args():
     p.add_argument("--batch-requests", type=int, default=100, help="requests of load (b)")
     p.add_argument("--batch-size", type=int, default=32, help="sentences per request of load (b)")
     p.add_argument("--batch-concurrency", type=int, default=4)
-    p.add_argument("--rounds", type=int, default=2, help="rounds over all servers (each reports its best round)")
+    p.add_argument("--rounds", type=int, default=3, help="rounds over all servers (each reports its best round)")
     p.add_argument("--time-limit", type=float, default=60.0, help="seconds at most per load")
     p.add_argument("--port", type=int, default=0, help="port for the servers (0: a free one)")
     return p.parse_args()
@@ -470,6 +470,14 @@ def markdown(results: dict) -> str:
         lines.append(f"| {r['server']} | {s['requests_per_s']} | {s['p50_ms']} / {s['p99_ms']} | "
                      f"{b['sentences_per_s']} | {b['p50_ms']} / {b['p99_ms']} | {r['errors']} | {r['peak_rss_mib']} | "
                      f"{r['cosine_to_fp32']['mean']} / {r['cosine_to_fp32']['min']} |")
+    ours = [r for r in results["rows"] if r["server"].startswith("xlembed")]
+    theirs = [r for r in results["rows"] if r["server"].startswith("infinity")]
+    if ours and theirs:
+        best_a = max(ours, key=lambda r: r["single"]["requests_per_s"])
+        best_b = max(ours, key=lambda r: r["batch"]["sentences_per_s"])
+        lines += ["", f"Ratios of xlembed's best ({best_a['server']} / {best_b['server']}) to each infinity engine:", ""]
+        lines += [f"- {r['server']}: (a) {best_a['single']['requests_per_s'] / r['single']['requests_per_s']:.2f}x, "
+                  f"(b) {best_b['batch']['sentences_per_s'] / r['batch']['sentences_per_s']:.2f}x" for r in theirs]
     ov = results["overload"]
     lines += ["", f"Overload: {ov['clients']} clients x {ov['per_request']} sentences against `{ov['command']}`: "
               f"statuses {ov['load']['statuses']}, Retry-After values {ov['load']['retry_after_seen']}, "

@@ -224,6 +224,11 @@ def test_api_keys(live):
     assert live.request("GET", "/v1/models")[0] == 401
     assert live.request("GET", "/health")[0] == 200  # health and metrics stay open for probes
     live.still_fine()
+    assert live.embed({"model": "made-up", "input": "x"})[0] == 404
+    metrics = live.request("GET", "/metrics")[2]
+    assert 'xlembed_requests_total{model="-",status="401"} 2.0' in metrics  # before the model is known
+    assert 'xlembed_requests_total{model="-",status="404"} 1.0' in metrics  # unknown names are not labels
+    assert 'xlembed_requests_total{model="fake",status="200"} 1.0' in metrics
 
 
 def test_a_failing_batch_fails_only_its_request(live, fake):
@@ -419,3 +424,38 @@ def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path):
         if proc.poll() is None:
             proc.kill()
             proc.wait()
+
+
+def test_several_models_in_one_server_static_student_and_onnx_folder(tmp_path):
+    """A static student and an ONNX export served side by side, each giving what load().encode() gives."""
+    import xlembed
+    from tiny_models import make_tiny_tokenizer
+    from xlembed.backends.static_backend import StaticEncoder
+
+    make_tiny_tokenizer(tmp_path / "tok")
+    ids = np.arange(5, 40, dtype=np.int64)
+    table = np.random.default_rng(0).standard_normal((len(ids), 8)).astype(np.float32)
+    static = xlembed.save(StaticEncoder(tmp_path / "tok" / "tokenizer.json", table, ids), tmp_path / "static-student")
+    onnx = xlembed.save(xlembed.load(make_tiny_st_folder(tmp_path)), tmp_path / "tiny-onnx", format="onnx")
+    specs = {"static-student": LoadSpec(str(static)), "tiny-onnx": LoadSpec(str(onnx))}
+    texts = ["the cat sat", "hello world"]
+    with LiveServer(specs) as live:
+        for name, folder in (("static-student", static), ("tiny-onnx", onnx)):
+            status, _, body = live.embed({"model": name, "input": texts}, key=None)
+            assert status == 200, body
+            ref = xlembed.load(folder).encode(texts, normalize=True)
+            np.testing.assert_allclose([d["embedding"] for d in body["data"]], ref, atol=1e-5)
+        models = live.request("GET", "/v1/models")[2]["data"]
+    assert {m["id"]: m["backend"] for m in models} == {"static-student": "static", "tiny-onnx": "onnx"}
+
+
+def test_plan_passes_keeps_similar_lengths_together():
+    from xlembed.serve.batcher import plan_passes
+
+    # one long input among short ones: padding all to 40 costs 8 x 40 = 320 (+32); apart 40 + 7 x 5 (+64)
+    assert plan_passes([40, 5, 5, 5, 5, 5, 5, 5], 16384, 256) == [(0, 1), (1, 8)]
+    assert plan_passes([10] * 8, 16384, 256) == [(0, 8)]  # equal lengths: one pass
+    assert plan_passes([10] * 8, 16384, 3) == [(0, 2), (2, 5), (5, 8)]  # at most 3 inputs per pass
+    assert plan_passes([10] * 8, 40, 256) == [(0, 4), (4, 8)]  # at most 40 padded tokens
+    assert plan_passes([100, 10], 50, 256) == [(0, 1), (1, 2)]  # longer than the budget: alone
+    assert plan_passes([], 100, 10) == []

@@ -20,7 +20,7 @@ from ..encoder import Encoder
 from ..errors import BadInputError, XlembedError
 from ..loading import LoadSpec
 from .api import ApiError, check_dimensions, check_prompt, output_vectors, parse_request, response_body
-from .batcher import Batcher, BatchFailed, Closing, QueueFull
+from .batcher import Batcher, Closing, QueueFull
 from .config import ServeConfig, require_serve_extra
 from .metrics import Metrics
 
@@ -113,8 +113,8 @@ def create_app(models: Mapping[str, Encoder | LoadSpec], config: ServeConfig | N
             await asyncio.get_running_loop().run_in_executor(None, state.close)
 
     routes = [
-        Route("/v1/embeddings", _guarded(state, _embeddings), methods=["POST"]),
-        Route("/embeddings", _guarded(state, _embeddings), methods=["POST"]),
+        Route("/v1/embeddings", _guarded(state, _embeddings, counted=True), methods=["POST"]),
+        Route("/embeddings", _guarded(state, _embeddings, counted=True), methods=["POST"]),
         Route("/v1/models", _guarded(state, _models), methods=["GET"]),
         Route("/health", lambda request: _health(state), methods=["GET"]),
         Route("/metrics", lambda request: _metrics(state), methods=["GET"]),
@@ -132,18 +132,26 @@ def _json(body, status: int = 200, headers: dict | None = None):
                     media_type="application/json")
 
 
-def _guarded(state: State, handler):
-    """API-key check, then the handler; ApiError and anything unexpected become OpenAI-style JSON errors."""
+def _guarded(state: State, handler, counted: bool = False):
+    """API-key check, then the handler; ApiError and anything unexpected become OpenAI-style JSON errors.
+    ``counted``: the request's status and latency go into the metrics, labelled with its model when that model
+    is served ('-' otherwise: names clients make up must not grow the metrics)."""
     async def endpoint(request):
+        started = time.perf_counter()
+        request.state.model = "-"
         try:
             _authorize(state, request)
-            return await handler(state, request)
+            response = await handler(state, request)
         except ApiError as exc:
-            return _json(exc.body(), exc.status, exc.headers)
+            response = _json(exc.body(), exc.status, exc.headers)
         except Exception as exc:  # noqa: BLE001 - a bug answers 500 with its name; the server goes on
             log.exception("unexpected error on %s", request.url.path)
-            return _json(ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error").body(),
-                         500)
+            response = _json(ApiError(500, f"internal error: {type(exc).__name__}: {exc}", type="server_error").body(),
+                             500)
+        if counted:
+            state.metrics.requests.labels(request.state.model, str(response.status_code)).inc()
+            state.metrics.latency.labels(request.state.model).observe(time.perf_counter() - started)
+        return response
     return endpoint
 
 
@@ -184,7 +192,6 @@ async def _read_body(request, limit: int) -> bytes:
 async def _embeddings(state: State, request):
     import orjson
 
-    started = time.perf_counter()
     body = await _read_body(request, state.config.payload_limit)
     try:
         data = orjson.loads(body)
@@ -196,6 +203,7 @@ async def _embeddings(state: State, request):
         known = ", ".join(sorted(state.models))
         raise ApiError(404, f"model {req.model!r} is not served here; served: {known}", param="model",
                        code="model_not_found")
+    request.state.model = req.model
     if not served.ready:
         why = f"failed to load: {served.error}" if served.error else "is still loading; retry shortly"
         raise ApiError(503, f"model {req.model!r} {why}", type="server_error", headers={"Retry-After": "5"})
@@ -203,25 +211,17 @@ async def _embeddings(state: State, request):
     check_prompt(encoder, req.prompt)
     check_dimensions(encoder.dim, req.dimensions, encoder.info.matryoshka_dims, req.model)  # before any work
     truncate = state.config.truncate if req.truncate is None else req.truncate
-    status = 200
     try:
         job = await served.batcher.embed(req.inputs, prompt=req.prompt, truncate=truncate)
     except QueueFull as exc:
-        status = 429
         raise ApiError(429, str(exc), type="rate_limit_error", code="queue_full",
                        headers={"Retry-After": str(exc.retry_after)}) from None
     except Closing as exc:
-        status = 503
         raise ApiError(503, str(exc), type="server_error") from None
     except BadInputError as exc:
-        status = 400
         raise ApiError(400, str(exc), param="input") from None
-    except (BatchFailed, XlembedError) as exc:
-        status = 500
+    except XlembedError as exc:  # BatchFailed, or the model's own error for this request
         raise ApiError(500, str(exc), type="server_error") from None
-    finally:
-        state.metrics.requests.labels(req.model, str(status)).inc()
-        state.metrics.latency.labels(req.model).observe(time.perf_counter() - started)
     vectors = output_vectors(job.out, req.dimensions, encoder.info.matryoshka_dims, req.model)
     tokens = sum(job.tokens)
     state.metrics.inputs.labels(req.model).inc(len(req.inputs))

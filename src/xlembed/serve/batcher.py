@@ -20,6 +20,41 @@ from ..encoder import Encoder
 from ..errors import BadInputError, XlembedError
 
 
+# The cost of one forward pass, in padded tokens: PASS_OVERHEAD_TOKENS + inputs x the longest input. Measured on
+# int8 multilingual-e5-small, 2 threads: 2.0 ms for one 5-token text, 24 ms for 16 x 14 tokens, 55 ms for 16 x 34
+# (~0.1 ms per padded token + ~2 ms per pass, the pass overhead ~20 tokens' worth; 32 leans to fewer passes).
+PASS_OVERHEAD_TOKENS = 32
+
+
+def plan_passes(lengths: list[int], max_tokens: int, max_size: int,
+                overhead: int = PASS_OVERHEAD_TOKENS) -> list[tuple[int, int]]:
+    """Cut inputs sorted longest first into passes [start, end) of at most ``max_size`` inputs and ``max_tokens``
+    padded tokens (inputs x the first, longest) so that the summed cost, overhead + padded tokens per pass, is
+    least (dynamic programming over the cut points). Every input of a pass is padded to its longest: 16 random
+    Tatoeba sentences (5-44 tokens, mean 15) in one pass cost about twice what they cost in passes of similar
+    lengths. An input longer than ``max_tokens`` gets a pass of its own."""
+    n = len(lengths)
+    if n == 0:
+        return []
+    longest = np.asarray(lengths, dtype=np.float64)
+    best = np.full(n + 1, np.inf)
+    best[0] = 0.0
+    start_of = np.zeros(n + 1, dtype=np.int64)
+    for end in range(1, n + 1):
+        first = max(0, end - max_size)
+        starts = np.arange(first, end)
+        size = end - starts
+        cost = best[first:end] + overhead + size * longest[first:end]
+        cost[(size * longest[first:end] > max_tokens) & (size > 1)] = np.inf
+        pick = int(np.argmin(cost))
+        best[end], start_of[end] = cost[pick], starts[pick]
+    bounds, end = [], n
+    while end > 0:
+        bounds.append((int(start_of[end]), end))
+        end = int(start_of[end])
+    return bounds[::-1]
+
+
 class QueueFull(XlembedError):
     """The model's queue holds as many inputs as it may: the client should retry later (HTTP 429)."""
 
@@ -137,11 +172,13 @@ class Batcher:
     def _run(self) -> None:
         while True:
             with self._cond:
+                idle = not self._pending
                 while not self._pending and not self._closing:
                     self._cond.wait()
                 if not self._pending:
                     return  # closing and drained
-                deadline = time.monotonic() + self.max_wait_s
+                # after an idle spell, wait a moment for company; inputs that queued up during the last batch go now
+                deadline = time.monotonic() + (self.max_wait_s if idle else 0.0)
                 while len(self._pending) < self.max_batch_size and not self._closing:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -200,16 +237,9 @@ class Batcher:
         return [it for it in ready if not it.job.failed]
 
     def _passes(self, items: list[_Item]):
-        """Cut length-sorted (longest first) items into passes of at most max_batch_tokens padded tokens."""
-        batch: list[_Item] = []
-        for item in items:
-            longest = batch[0].length if batch else item.length
-            if batch and (longest * (len(batch) + 1) > self.max_batch_tokens or len(batch) >= self.max_batch_size):
-                yield batch
-                batch = []
-            batch.append(item)
-        if batch:
-            yield batch
+        """Length-sorted (longest first) items cut into forward passes by ``plan_passes``."""
+        bounds = plan_passes([it.length for it in items], self.max_batch_tokens, self.max_batch_size)
+        return [items[start:end] for start, end in bounds]
 
     def _encode(self, batch: list[_Item], prompt: str | None) -> None:
         batch = [it for it in batch if not it.job.failed]
