@@ -49,7 +49,7 @@ def parse_args(argv=None):
     p.add_argument("--parts", default=",".join(PARTS), help=f"parts to run (default all: {','.join(PARTS)})")
     p.add_argument("--epochs", type=int, default=2, help="epochs of every fine-tuning run")
     p.add_argument("--lr", type=float, default=3e-5, help="encoder learning rate of the fine-tuning runs")
-    p.add_argument("--kd-epochs", type=int, default=6, help="epochs of the distilled students (the best dev "
+    p.add_argument("--kd-epochs", type=int, default=3, help="epochs of the distilled students (the best dev "
                    "checkpoint is kept; no early stopping)")
     p.add_argument("--kd-alpha", type=float, default=0.9, help="weight of the soft-label loss of the KD student")
     p.add_argument("--kd-lr", type=float, default=1e-4, help="learning rate of the distilled students")

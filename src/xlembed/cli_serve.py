@@ -34,7 +34,7 @@ def serve(
     api_key_file: Optional[Path] = typer.Option(None, "--api-key-file", help=f"File with the accepted API keys, one per line (else ${API_KEY_ENV}, comma-separated; neither: no keys needed)."),
     max_batch_tokens: int = typer.Option(D.max_batch_tokens, "--max-batch-tokens", help="Padded tokens per forward pass (longest input x inputs)."),
     max_batch_size: int = typer.Option(D.max_batch_size, "--max-batch-size", help="Inputs per forward pass."),
-    max_wait_ms: float = typer.Option(D.max_wait_ms, "--max-wait-ms", help="How long a batch waits for more requests after its first one."),
+    max_wait_ms: float = typer.Option(D.max_wait_ms, "--max-wait-ms", help="After an idle spell, how long a batch waits for more requests after its first one."),
     max_queue: int = typer.Option(D.max_queue, "--max-queue", help="Inputs waiting per model; beyond it requests get 429 with Retry-After."),
     max_inputs: int = typer.Option(D.max_inputs, "--max-inputs", help="Inputs per request (larger requests are split across batches up to this)."),
     payload_limit: int = typer.Option(D.payload_limit, "--payload-limit", help="Bytes of request body; larger ones get 413."),

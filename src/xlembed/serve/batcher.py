@@ -109,8 +109,8 @@ class Batcher:
     """Queue + worker thread for one encoder.
 
     max_batch_tokens: padded tokens (longest input x inputs) per forward pass, like TEI's --max-batch-tokens;
-    max_batch_size: inputs per forward pass; max_wait_ms: how long the worker waits for more requests after the
-    first one before it starts a batch; max_queue: inputs waiting at most (more: QueueFull -> 429).
+    max_batch_size: inputs per forward pass; max_wait_ms: how long an idle worker waits for more requests after
+    the first one before it starts a batch; max_queue: inputs waiting at most (more: QueueFull -> 429).
     """
 
     def __init__(self, encoder: Encoder, *, max_batch_tokens: int = 16384, max_batch_size: int = 256,
@@ -188,7 +188,11 @@ class Batcher:
                 self._busy = len(take)
                 self._depth_changed()
             started = time.perf_counter()
-            self._process([item for item in take if not item.job.failed])
+            try:
+                self._process([item for item in take if not item.job.failed])
+            except Exception as exc:  # noqa: BLE001 - a bug here must not stop the loop or leave requests waiting
+                for item in take:
+                    item.job.fail(_batch_error(self.name, exc))
             elapsed = time.perf_counter() - started
             self._seconds_per_input = 0.8 * self._seconds_per_input + 0.2 * elapsed / max(1, len(take))
             self._busy = 0

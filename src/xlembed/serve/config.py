@@ -17,7 +17,7 @@ class ServeConfig:
     port: int = 8080
     max_batch_tokens: int = 16384  # padded tokens per forward pass (longest input x inputs), like TEI
     max_batch_size: int = 256  # inputs per forward pass
-    max_wait_ms: float = 2.0  # how long a batch waits for more requests after its first one
+    max_wait_ms: float = 2.0  # after an idle spell, how long a batch waits for more requests after its first one
     max_queue: int = 4096  # inputs waiting per model; more -> 429 with Retry-After
     max_inputs: int = 2048  # inputs per request (OpenAI's limit); the server splits them across batches
     payload_limit: int = 2_000_000  # bytes of request body (TEI's default); more -> 413
