@@ -27,8 +27,6 @@ from xlembed.encoder import Encoder, ModelInfo  # noqa: E402
 from xlembed.serve import ServeConfig, create_app, read_api_keys  # noqa: E402
 from xlembed.errors import BadInputError  # noqa: E402
 
-REPO = Path(__file__).resolve().parents[1]
-E5 = REPO / ".cache" / "models" / "multilingual-e5-small"
 KEY = "sk-test-0123456789"
 
 
@@ -372,8 +370,7 @@ def test_config_and_keys_errors(tmp_path, monkeypatch):
 # ---------------------------------------------------------------- the real CLI, a real model, SIGTERM
 
 
-@pytest.mark.skipif(not E5.is_dir(), reason=f"{E5} missing: build it with ../shared/tools/fetch-models .cache/models")
-def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path):
+def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path, e5_dir):
     from openai import OpenAI
 
     import xlembed
@@ -382,7 +379,7 @@ def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path):
     keyfile.write_text(KEY + "\n")
     port = free_port()
     exe = Path(sys.executable).with_name("xlembed")
-    proc = subprocess.Popen([str(exe), "serve", "--model", str(E5), "--precision", "int8", "--model",
+    proc = subprocess.Popen([str(exe), "serve", "--model", str(e5_dir), "--precision", "int8", "--model",
                              "use-multilingual", "--port", str(port), "--api-key-file", str(keyfile)],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
@@ -401,7 +398,7 @@ def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path):
             time.sleep(0.5)
         texts = ["今日は天気がいい", "Das Wetter ist schön", "The weather is nice today"]
         got = client.embeddings.create(model="multilingual-e5-small", input=texts)
-        ref = xlembed.load(E5, precision="int8").encode(texts, normalize=True)
+        ref = xlembed.load(e5_dir, precision="int8").encode(texts, normalize=True)
         vectors = np.array([d.embedding for d in got.data])
         assert (vectors * ref).sum(axis=1).min() > 0.9999
         use = client.embeddings.create(model="use-multilingual", input=texts, encoding_format="float")
