@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..encoder import l2_normalize
 from ..errors import BadInputError
 
 FORMATS = ("float", "base64")
@@ -123,15 +124,12 @@ def check_dimensions(full: int, dimensions: int | None, matryoshka_dims: tuple[i
                    f"{full}", param="dimensions", code="unsupported_dimensions")
 
 
-def output_vectors(vectors: np.ndarray, dimensions: int | None, matryoshka_dims: tuple[int, ...], model: str
-                   ) -> np.ndarray:
-    """The vectors at the requested size: the model's own, or (Matryoshka models) its first k dims renormalized."""
-    full = vectors.shape[1]
-    check_dimensions(full, dimensions, matryoshka_dims, model)
-    if dimensions is None or dimensions == full:
+def output_vectors(vectors: np.ndarray, dimensions: int | None) -> np.ndarray:
+    """The vectors at the requested size (checked by ``check_dimensions`` before the work was queued): the model's
+    own, or (Matryoshka models) its first k dims renormalized."""
+    if dimensions is None or dimensions == vectors.shape[1]:
         return vectors
-    cut = vectors[:, :dimensions]
-    return cut / np.maximum(np.linalg.norm(cut, axis=1, keepdims=True), 1e-12)
+    return l2_normalize(vectors[:, :dimensions])
 
 
 def response_body(vectors: np.ndarray, fmt: str, model: str, tokens: int) -> dict:

@@ -222,7 +222,7 @@ async def _embeddings(state: State, request):
         raise ApiError(400, str(exc), param="input") from None
     except XlembedError as exc:  # BatchFailed, or the model's own error for this request
         raise ApiError(500, str(exc), type="server_error") from None
-    vectors = output_vectors(job.out, req.dimensions, encoder.info.matryoshka_dims, req.model)
+    vectors = output_vectors(job.out, req.dimensions)
     tokens = sum(job.tokens)
     state.metrics.inputs.labels(req.model).inc(len(req.inputs))
     state.metrics.tokens.labels(req.model).inc(tokens)

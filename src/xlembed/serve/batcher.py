@@ -77,10 +77,14 @@ class Job:
     loop: asyncio.AbstractEventLoop
     future: asyncio.Future
     out: np.ndarray | None = None
-    tokens: list[int] = field(default_factory=list)  # per input, after truncation
+    tokens: list[int] = field(init=False)  # per input, after truncation
     truncated: list[int] = field(default_factory=list)  # indices of inputs cut at max_length
-    remaining: int = 0
+    remaining: int = field(init=False)  # inputs without a vector yet
     failed: bool = False  # set once: later items of the job are skipped
+
+    def __post_init__(self) -> None:
+        self.tokens = [0] * len(self.inputs)
+        self.remaining = len(self.inputs)
 
     def fail(self, exc: BaseException) -> None:
         if not self.failed:
@@ -134,9 +138,7 @@ class Batcher:
     async def embed(self, inputs: list, *, prompt: str | None = None, truncate: bool = True) -> Job:
         """Queue one request's inputs and wait for all of their vectors (normalized, model dim)."""
         loop = asyncio.get_running_loop()
-        job = Job(inputs=inputs, prompt=prompt, truncate=truncate, loop=loop, future=loop.create_future(),
-                  remaining=len(inputs))
-        job.tokens = [0] * len(inputs)
+        job = Job(inputs=inputs, prompt=prompt, truncate=truncate, loop=loop, future=loop.create_future())
         with self._cond:
             if self._closing:
                 raise Closing(f"the server is shutting down; model {self.name!r} takes no new requests")
@@ -192,17 +194,17 @@ class Batcher:
                 self._process([item for item in take if not item.job.failed])
             except Exception as exc:  # noqa: BLE001 - a bug here must not stop the loop or leave requests waiting
                 for item in take:
-                    item.job.fail(_batch_error(self.name, exc))
+                    item.job.fail(_request_error(self.name, exc))
             elapsed = time.perf_counter() - started
             self._seconds_per_input = 0.8 * self._seconds_per_input + 0.2 * elapsed / max(1, len(take))
             self._busy = 0
 
     def _process(self, items: list[_Item]) -> None:
         """Prepare the taken inputs (decode, count, check), then encode them in passes of similar length."""
-        groups: dict[tuple, list[_Item]] = {}
+        groups: dict[str | None, list[_Item]] = {}
         for item in items:
-            groups.setdefault((item.job.prompt,), []).append(item)
-        for (prompt,), group in groups.items():
+            groups.setdefault(item.job.prompt, []).append(item)
+        for prompt, group in groups.items():
             ready = self._prepare(group, prompt)
             ready.sort(key=lambda it: it.length, reverse=True)
             for batch in self._passes(ready):
@@ -217,13 +219,13 @@ class Batcher:
             except XlembedError as exc:
                 item.job.fail(BadInputError(f"input {item.index}: {exc}"))
             except Exception as exc:  # noqa: BLE001 - a tokenizer failure fails the request, not the server
-                item.job.fail(_batch_error(self.name, exc))
+                item.job.fail(_request_error(self.name, exc))
         items = [it for it in items if not it.job.failed]
         try:
             lengths = self.encoder.token_counts([it.text for it in items], prompt)
         except Exception as exc:  # noqa: BLE001
             for it in items:
-                it.job.fail(exc if isinstance(exc, XlembedError) else _batch_error(self.name, exc))
+                it.job.fail(_request_error(self.name, exc))
             return []
         limit = self.encoder.max_length
         for item, n in zip(items, lengths):
@@ -261,7 +263,7 @@ class Batcher:
                 for job in jobs:
                     self._encode([it for it in batch if it.job is job], prompt)
                 return
-            jobs[0].fail(exc if isinstance(exc, XlembedError) else _batch_error(self.name, exc))
+            jobs[0].fail(_request_error(self.name, exc))
             return
         if self.metrics is not None:
             self.metrics.batch_size.labels(self.name).observe(len(batch))
@@ -284,5 +286,8 @@ class BatchFailed(XlembedError):
     """The model raised while encoding a batch (HTTP 500 for the requests in it)."""
 
 
-def _batch_error(name: str, exc: Exception) -> BatchFailed:
+def _request_error(name: str, exc: Exception) -> XlembedError:
+    """What a request that ``exc`` broke is told: an xlembed error as it is, anything else as BatchFailed."""
+    if isinstance(exc, XlembedError):
+        return exc
     return BatchFailed(f"model {name!r} failed on the batch holding this request: {type(exc).__name__}: {exc}")
