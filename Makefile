@@ -12,7 +12,7 @@ $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	# torch first, pinned: a CPU build that lies on local disk (anything else downloads gigabytes)
 	$(PY) -m pip install --quiet torch==2.13.0
-	$(PY) -m pip install --quiet -e ".[test,serve]"
+	$(PY) -m pip install --quiet -e ".[test,serve,ray]"
 	touch $(STAMP)
 
 demo: $(STAMP)

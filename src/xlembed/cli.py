@@ -469,6 +469,7 @@ def _cell(value) -> str:
 
 from . import cli_finetune  # noqa: E402,F401 - registers finetune, transfer, distill-classifier, predict
 from . import cli_serve  # noqa: E402,F401 - registers serve
+from . import cli_corpus  # noqa: E402,F401 - registers embed-corpus
 
 
 def main() -> None:

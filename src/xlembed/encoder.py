@@ -13,7 +13,7 @@ import time
 import warnings
 from abc import ABC, abstractmethod
 from dataclasses import dataclass, field
-from typing import Literal, Sequence
+from typing import Iterable, Iterator, Literal, Sequence
 
 import numpy as np
 
@@ -191,6 +191,33 @@ class Encoder(ABC):
         if normalize:
             sentence_out = l2_normalize(sentence_out)
         return sentence_out
+
+    def encode_stream(
+        self,
+        texts: Iterable[str],
+        chunk_size: int = 4096,
+        batch_size: int = 32,
+        normalize: bool = False,
+        prompt: str | None = None,
+    ) -> Iterator[np.ndarray]:
+        """Embed an iterable of texts of any length with bounded memory (a generator over a file, a database cursor).
+
+        ``chunk_size`` texts at a time are taken from ``texts`` and encoded like ``encode`` (length-sorted batches
+        inside the chunk); each chunk's (k, dim) float32 array is yielded in input order before the next chunk is
+        read. The other arguments are ``encode``'s; ``last_stats`` describes the latest chunk.
+        """
+        if not isinstance(chunk_size, int) or chunk_size < 1:
+            raise BadInputError(f"chunk_size must be a positive integer, got {chunk_size!r}")
+        if isinstance(texts, (str, bytes)):
+            raise TypeError("encode_stream takes an iterable of texts, not one string; use encode for a single text")
+        chunk: list[str] = []
+        for text in texts:
+            chunk.append(text)
+            if len(chunk) == chunk_size:
+                yield self.encode(chunk, batch_size=batch_size, normalize=normalize, prompt=prompt, show_progress=False)
+                chunk = []
+        if chunk:
+            yield self.encode(chunk, batch_size=batch_size, normalize=normalize, prompt=prompt, show_progress=False)
 
     def token_counts(self, texts: Sequence[str] | str, prompt: str | None = None) -> list[int]:
         """Tokens of each text as ``encode`` would feed it (prompt and special tokens included, before truncation

