@@ -158,6 +158,9 @@ def test_formats_ids_float16_and_bad_rows(tmp_path, use):
         embed_corpus(str(tmp_path / "c.parquet"), tmp_path / "o2", settings=Settings(fields=Fields("body")), progress=False)
     with pytest.raises(BadInputError, match="matches no file"):
         embed_corpus(str(tmp_path / "nothing-*.txt"), tmp_path / "o3", progress=False)
+    (tmp_path / "empty.txt").write_text("")
+    with pytest.raises(BadInputError, match="hold no rows"):
+        embed_corpus(str(tmp_path / "empty.txt"), tmp_path / "o5", progress=False)
     (tmp_path / "x.docx").write_text("x")
     with pytest.raises(BadInputError, match="unknown input format"):
         embed_corpus(str(tmp_path / "x.docx"), tmp_path / "o4", progress=False)
@@ -194,6 +197,10 @@ def test_ray_engine_on_a_local_127_0_0_1_cluster_gives_the_local_vectors(corpus,
                 continue
             exposed += [(proc.name(), c.laddr) for c in listening if c.laddr.ip not in LOOPBACK]
         assert not exposed, f"Ray listens beyond 127.0.0.1: {exposed}"
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text('{"text": "fine"}\n{"body": "no text"}\n')
+        with pytest.raises(DataFormatError, match=r"bad.jsonl line 2: no 'text'"):  # a worker's error, as the local one
+            embed_corpus(str(bad), tmp_path / "ray-bad", engine="ray", workers=1, progress=False)
     finally:
         ray.shutdown()
     assert result.engine == "ray" and result.vectors == 6000

@@ -90,8 +90,8 @@ def test_one_step_lowers_the_loss(tiny):
     objective = TeacherRegression(texts, targets, "", config)
     params = list(model.parameters())
     rows = list(range(len(texts)))
-    before = _step(model, objective, rows, optimizer, scheduler, None, params, config)
-    after = _step(model, objective, rows, optimizer, scheduler, None, params, config)
+    before = _step(model, objective, rows, len(rows), optimizer, scheduler, None, params, config)
+    after = _step(model, objective, rows, len(rows), optimizer, scheduler, None, params, config)
     assert after < before * 0.95, (before, after)
 
 

@@ -106,11 +106,17 @@ def distill(
     """Distil ``teacher`` into ``student`` (a transformer name/folder, or 'static'); returns the run summary.
 
     ``exclude``: file or folder names (or globs) of ``train`` matches to leave out (``kyoto_wiki_enja``).
+    Under torchrun (WORLD_SIZE > 1) every rank trains on its share of each batch and rank 0 alone writes the
+    folder; the other ranks return ``{"rank": N}``.
     """
     from .. import load
+    from ..parallel import distributed
 
     config = config or TrainConfig()
     config.check()
+    distributed.init_from_env(config.device)
+    if distributed.world_size() > 1 and student == "static":
+        raise BadInputError("a static student trains in one process (its steps are tiny); run it without torchrun/--nproc")
     out = check_output_folder(Path(out), overwrite)
     if student == "static" and not tokenizer:
         raise BadInputError("a static student needs --tokenizer: a model name or folder whose tokenizer.json is used")
@@ -145,12 +151,15 @@ def distill(
     work_dir = out.with_name(f"{out.name}.training")
     work_dir.mkdir(parents=True, exist_ok=True)
     log_path = work_dir / LOG_NAME
-    log = jsonl_log(log_path)
+    log = jsonl_log(log_path) if distributed.is_main() else (lambda _event: None)
 
     log({"event": "start", "teacher": teacher_enc.name, "student": student_enc.name, "resume": resume,
+         "ranks": distributed.world_size(),
          "config": dataclasses.asdict(config), **{k: v for k, v in data_facts.items() if k != "files"}})
     model, result = train_student(student_enc, teacher_enc, train_pairs, dev_pairs, work_dir, config,
                                   cache_root=cache_root, resume=resume, progress=progress, log=log)
+    if not distributed.is_main():
+        return {"rank": distributed.rank()}
 
     trained = trained_encoder(model, student_enc, teacher_enc, out.name, source=str(out))
     info = trained.info

@@ -28,6 +28,7 @@ from typing import Callable, Sequence
 import numpy as np
 
 from ..encoder import Encoder, l2_normalize
+from ..parallel import distributed
 from ..errors import BadInputError
 from ..train.checkpoint import CHECKPOINT_DIR, START_WEIGHTS, load_weights, save_weights
 from ..train.freeze import freeze_lower_layers, lower_layers
@@ -289,7 +290,8 @@ def train_student(
     s_prefix = student.resolve_prompt(student_prompt)
     cache = TeacherCache(cache_root, teacher, prompt=teacher_prompt)
     english = sorted({p.en for p in train_pairs} | {p.en for p in dev_pairs})
-    target_of = dict(zip(english, cache.get(english)))  # the only teacher calls of the whole run
+    with distributed.main_first():  # under torchrun rank 0 fills the cache, the other ranks read it
+        target_of = dict(zip(english, cache.get(english)))  # the only teacher calls of the whole run
     teacher_encoded = cache.n_encoded
     emit({"event": "teacher", "sentences": len(english), "encoded": cache.n_encoded, "from_cache": cache.n_hits})
 

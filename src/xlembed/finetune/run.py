@@ -24,6 +24,7 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ..errors import BadInputError, XlembedWarning
+from ..parallel import distributed
 from ..paths import atomic_file, atomic_folder, cache_dir, check_output_file, check_output_folder, write_text_atomic
 from .classifier import Classifier, is_classifier, load_classifier, trainable_classifier, write_head
 from .data import TASKS, Examples, check_training_labels, label_ids, read_examples, read_inputs, read_many
@@ -100,9 +101,12 @@ def finetune(*, model: str, task: str, train: str | Sequence[str], out: Path | s
              tests: str | Mapping[str, str] | None = None) -> dict:
     """Fine-tune ``model`` on ``train`` (a data argument, see ``data``; several: one training set of them all,
     e.g. translate-train in several languages) for ``task``; returns the run summary. ``tests`` (NAME=FILE,
-    see ``transfer``): the trained model's table on them goes into the summary and the model card."""
+    see ``transfer``): the trained model's table on them goes into the summary and the model card.
+    Under torchrun (WORLD_SIZE > 1) each rank trains on its share of every batch (sts: CoSENT then ranks the pairs
+    within each rank's share) and rank 0 alone writes the folder; the other ranks return ``{"rank": N}``."""
     config = config or FinetuneConfig()
     config.check()
+    distributed.init_from_env(config.device)
     tests = parse_tests(tests) if tests else None
     if task not in TASKS:
         raise BadInputError(f"unknown task {task!r}; tasks: {', '.join(TASKS)}")
@@ -136,6 +140,8 @@ def finetune(*, model: str, task: str, train: str | Sequence[str], out: Path | s
              "labels": labels}
     loop, seconds = _train(net, objective, config, out, head_params, resume, progress, facts, desc=f"finetune {task}",
                            lengths=_lengths(st, train_ex, prefix), on_step=on_step)
+    if not distributed.is_main():
+        return {"rank": distributed.rank()}
     summary = {**facts, "config": dataclasses.asdict(config), "training": _training(loop, seconds),
                "dev_evals": loop.evals, "command": command}
     _warn_collapse(loop.best, "the kept weights")
@@ -180,8 +186,9 @@ def _train(net, objective, config, out: Path, head_params, resume, progress, fac
 
     work_dir = out.with_name(f"{out.name}.training")
     work_dir.mkdir(parents=True, exist_ok=True)
-    log = jsonl_log(work_dir / LOG_NAME)
-    log({"event": "start", "resume": resume, "config": dataclasses.asdict(config), **facts})
+    log = jsonl_log(work_dir / LOG_NAME) if distributed.is_main() else (lambda _event: None)
+    log({"event": "start", "resume": resume, "ranks": distributed.world_size(), "config": dataclasses.asdict(config),
+         **facts})
     groups = parameter_groups(net, config.lr, config.weight_decay, head=head_params, head_lr=config.head_lr)
     if not any(p.requires_grad for g in groups for p in g["params"]):
         raise BadInputError(f"nothing to train: freeze={config.freeze!r} fixes every weight")
@@ -394,6 +401,8 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
     ``train``; ``unlabeled`` files add rows that only the teacher labels. alpha=0 is hard-label training."""
     config = config or FinetuneConfig()
     config.check()
+    if distributed.launched_by_torchrun():
+        raise BadInputError("distill-classifier trains in one process; run it without torchrun")
     if not temperature > 0:
         raise BadInputError(f"temperature must be > 0, got {temperature}")
     if not 0 <= alpha <= 1:

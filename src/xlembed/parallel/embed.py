@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BadInputError, DataFormatError
-from ..loading import LoadSpec, load
+from ..loading import LoadSpec, load, resolve
 from .corpus import Fields, find_sources
 from .shards import (DTYPES, MANIFEST, Manifest, Settings, embed_shard, model_facts, plan_shards, require_pyarrow,
                      settings_dict, stale_temporaries)
@@ -53,7 +53,10 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
     started = time.perf_counter()
     spec = spec or LoadSpec()
     _check(settings, shard_rows, engine, workers)
+    resolve(spec.model)  # a model that cannot be found fails here, before any Ray worker tries to load it
     sources = find_sources(inputs)
+    if not any(s.rows for s in sources):
+        raise BadInputError(f"the input files hold no rows: {', '.join(s.path for s in sources)}")
     shards = plan_shards(sources, shard_rows)
     job = {"spec": spec.to_dict(), "settings": settings_dict(settings), "shard_rows": shard_rows,
            "inputs": [s.to_dict() for s in sources]}
@@ -66,13 +69,13 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
     done_before = len(shards) - len(pending)
     bar = _progress_bar(sum(s.rows for s in shards), sum(s.rows for s in shards) - sum(s.rows for s in pending), progress)
     try:
-        if engine == "local":
+        if engine == "local" and pending:
             encoder = load(spec)
             manifest.model = model_facts(encoder, settings)
             for shard in pending:
                 manifest.record(embed_shard(encoder, shard, manifest.folder, settings,
                                             on_chunk=(bar.update if bar is not None else None)))
-        else:
+        elif pending:
             from .ray_engine import run_on_ray
 
             def finished(entry: dict, model: dict) -> None:

@@ -16,6 +16,7 @@ import tempfile
 from pathlib import Path
 from typing import Callable
 
+from .. import errors
 from ..errors import BadInputError, XlembedError
 from ..loading import LoadSpec
 from .corpus import Fields, Source
@@ -45,10 +46,13 @@ def run_on_ray(spec: LoadSpec, settings: Settings, shards: list[Shard], out: Pat
                                    "out": str(out), "threads": threads},
         )
         for row in embedded.iter_rows():
-            finished(json.loads(row["entry"]), json.loads(row["model"]))
+            entry = json.loads(row["entry"])
+            if "error" in entry:  # the worker's own error (a bad row, a bad model): the same error here
+                raise getattr(errors, entry["error"], XlembedError)(entry["message"])
+            finished(entry, json.loads(row["model"]))
     except XlembedError:
         raise
-    except Exception as exc:  # a worker's error arrives wrapped by Ray: show the cause, not Ray's traceback
+    except Exception as exc:  # Ray's own failure (a worker that died, the model failing to load in an actor)
         cause = _xlembed_cause(exc)
         if cause is not None:
             raise cause from None
@@ -73,8 +77,13 @@ class ShardWorker:
         self.model = json.dumps(model_facts(self.encoder, self.settings))
 
     def __call__(self, batch: dict) -> dict:
-        entries = [json.dumps(embed_shard(self.encoder, shard_from_json(str(text)), self.out, self.settings))
-                   for text in batch["shard"]]
+        entries = []
+        for text in batch["shard"]:
+            try:
+                entry = embed_shard(self.encoder, shard_from_json(str(text)), self.out, self.settings)
+            except XlembedError as exc:  # sent back as data: Ray would wrap it in its own exception types
+                entry = {"error": type(exc).__name__, "message": str(exc)}
+            entries.append(json.dumps(entry))
         return {"entry": entries, "model": [self.model] * len(entries)}
 
 

@@ -80,11 +80,14 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
     """
     import torch
 
+    from ..parallel import distributed
+
     work_dir = Path(work_dir)
-    emit = log or (lambda _event: None)
+    world, main = distributed.world_size(), distributed.is_main()  # under torchrun: rank 0 writes, all train
+    emit = (log if main else None) or (lambda _event: None)
     started = time.perf_counter()
     checkpoint = Checkpoint(work_dir / CHECKPOINT_DIR)
-    fingerprint = objective.fingerprint()
+    fingerprint = objective.fingerprint() + (f"|ranks={world}" if world > 1 else "")  # ranks change the batches
     if checkpoint.exists() and not resume:
         raise BadInputError(
             f"{checkpoint.folder} holds a checkpoint of an interrupted run: pass resume=True (CLI: --resume) "
@@ -92,10 +95,12 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         )
     if resume and not checkpoint.exists():
         raise BadInputError(f"nothing to resume: no checkpoint in {checkpoint.folder}; run without --resume")
+    distributed.sync_parameters(model)
     optimizer = torch.optim.AdamW([g for g in groups if g["params"]])
     if lengths is None:
         lengths = token_lengths(model, objective.texts)
-    steps_per_epoch = math.ceil(len(objective.texts) / config.batch_size)
+    global_batch = config.batch_size * world  # batch_size rows per rank and step
+    steps_per_epoch = math.ceil(len(objective.texts) / global_batch)
     total_steps = steps_per_epoch * config.epochs
     if config.max_steps is not None:
         total_steps = min(total_steps, config.max_steps)
@@ -111,8 +116,13 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         resumed_from = state["step"]
         emit({"event": "resume", "step": state["step"], "epoch": state["epoch"], "batch": state["batch"]})
 
+    def save_checkpoint() -> None:
+        if main:
+            checkpoint.save(model, optimizer, scheduler, state, fingerprint)
+        distributed.barrier()
+
     def evaluate(tag: str) -> dict | None:
-        figures = objective.evaluate(model)
+        figures = distributed.broadcast_object(objective.evaluate(model) if main else None)  # rank 0 decides
         if figures is None:
             return None
         figures = {"step": state["step"], **figures}
@@ -121,7 +131,8 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
             value = -value  # the loop keeps the lowest
         improved = state["best_value"] is None or value < state["best_value"]
         if improved:
-            save_weights(model, work_dir / BEST_WEIGHTS)
+            if main:
+                save_weights(model, work_dir / BEST_WEIGHTS)
             state["best_value"], state["best"], state["since_best"] = value, figures, 0
         else:
             state["since_best"] += 1
@@ -130,19 +141,19 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         return figures
 
     if not resume:
-        if before_start is not None:
+        if before_start is not None and main:
             before_start()
         state["first"] = evaluate(start_tag)
-        checkpoint.save(model, optimizer, scheduler, state, fingerprint)  # a SIGKILL now loses nothing
+        save_checkpoint()  # a SIGKILL now loses nothing
 
     params = [p for g in optimizer.param_groups for p in g["params"]]
     flag: dict = {}
-    bar = _progress_bar(total_steps, state["step"], progress, desc)
+    bar = _progress_bar(total_steps, state["step"], progress, desc) if main else None
     stopped = "completed"
     model.train(config.dropout)  # only dropout differs between the modes of these models
     with stop_on_signals(flag):
         while state["step"] < total_steps and stopped == "completed":
-            batches = length_batches(lengths, config.batch_size, config.seed, state["epoch"], config.bucket_size)
+            batches = length_batches(lengths, global_batch, config.seed, state["epoch"], config.bucket_size)
             epoch_started = time.perf_counter()
             while state["batch"] < len(batches):
                 if state["step"] >= total_steps:
@@ -150,7 +161,8 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
                     break
                 t0 = time.perf_counter()
                 rows = batches[state["batch"]]
-                loss = _step(model, objective, rows, optimizer, scheduler, scaler, params, config)
+                loss = _step(model, objective, rows[distributed.rank()::world], len(rows), optimizer, scheduler,
+                             scaler, params, config)
                 state["step"] += 1
                 state["batch"] += 1
                 state["sentences"] += len(rows)
@@ -169,8 +181,9 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
                     evaluate("periodic")
                     if config.patience is not None and state["since_best"] >= config.patience:
                         stopped = "early_stopping"
-                if flag.get("signal"):
-                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
+                if distributed.any_rank(bool(flag.get("signal"))):  # all ranks stop at the same step
+                    flag.setdefault("signal", "a signal to another rank")
+                    save_checkpoint()
                     emit({"event": "interrupted", "signal": flag["signal"], "step": state["step"]})
                     if bar is not None:
                         bar.close()
@@ -181,7 +194,7 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
                 if stopped != "completed":
                     break
                 if config.checkpoint_every and state["step"] % config.checkpoint_every == 0:
-                    checkpoint.save(model, optimizer, scheduler, state, fingerprint)
+                    save_checkpoint()
             else:
                 state["epoch_seconds"].append(round(time.perf_counter() - epoch_started, 3))
                 state["epoch"] += 1
@@ -193,6 +206,7 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         stopped = "max_steps"
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         evaluate("final")
+    distributed.barrier()  # rank 0 has written the best weights
     if state["best"] is not None:
         load_weights(model, work_dir / BEST_WEIGHTS, "the best weights of this run")
     model.eval()
@@ -210,25 +224,30 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
     )
 
 
-def _step(model, objective: Objective, rows, optimizer, scheduler, scaler, params, config) -> float:
+def _step(model, objective: Objective, rows, global_rows: int, optimizer, scheduler, scaler, params, config) -> float:
+    """One optimizer step on ``rows``: this rank's share of a global batch of ``global_rows`` (all of it in one process)."""
     import torch
+
+    from ..parallel import distributed
 
     optimizer.zero_grad(set_to_none=True)
     autocast = torch.autocast("cuda", dtype=torch.float16) if scaler is not None else nullcontext()
-    with autocast:
-        loss = objective.loss(model, rows)
+    loss = None
+    if rows:  # a last batch smaller than the number of ranks leaves some ranks without rows
+        with autocast:
+            loss = objective.loss(model, rows)
+        (scaler.scale(loss) if scaler is not None else loss).backward()
+    distributed.average_gradients(params, len(rows), global_rows)
     if scaler is not None:
-        scaler.scale(loss).backward()
         scaler.unscale_(optimizer)
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         scaler.step(optimizer)
         scaler.update()
     else:
-        loss.backward()
         torch.nn.utils.clip_grad_norm_(params, config.max_grad_norm)
         optimizer.step()
     scheduler.step()
-    value = float(loss.detach())
+    value = distributed.global_mean(float(loss.detach()) if loss is not None else 0.0, len(rows), global_rows)
     if not math.isfinite(value):
         raise BadInputError(f"the training loss became {value}: lower the learning rate (lr={config.lr}; CLI: --lr)")
     return value
