@@ -59,13 +59,12 @@ def test_local_run_equals_encode_and_manifest_counts(corpus, use):
     root, texts, result = corpus
     assert (result.shards, result.rows, result.vectors, result.skipped) == (12, 6000, 6000, 0)
     ids, vectors = read_vectors(root / "whole")
-    pattern = str(root / "in" / "*.txt")
     assert ids[0] == f"{root / 'in' / 'a.txt'}:1" and ids[3500] == f"{root / 'in' / 'b.txt'}:1"
     np.testing.assert_allclose(vectors, use.encode(texts, normalize=True), atol=1e-5)
     manifest = json.loads((root / "whole" / "manifest.json").read_text())
     assert manifest["complete"] and manifest["model"]["name"] == "use-multilingual" and manifest["model"]["dim"] == 512
     assert [s["rows"] for s in manifest["inputs"]] == [3500, 2500] and len(manifest["shards"]) == 12
-    assert pattern  # the job names its inputs by path, not by the glob
+    assert [s["path"] for s in manifest["inputs"]] == [str(root / "in" / "a.txt"), str(root / "in" / "b.txt")]
 
 
 def test_kill_9_then_resume_gives_the_same_vectors(corpus):
@@ -208,3 +207,23 @@ def test_ray_engine_on_a_local_127_0_0_1_cluster_gives_the_local_vectors(corpus,
     whole_ids, whole = read_vectors(root / "whole")
     assert ids == whole_ids
     np.testing.assert_allclose(vectors, whole, atol=1e-5)
+
+
+def test_cli_errors_are_one_line_with_the_fix(tmp_path):
+    from typer.testing import CliRunner
+
+    from xlembed.cli import app
+
+    (tmp_path / "a.txt").write_text("one\ntwo\n")
+    cases = [
+        (["--engine", "spark"], "engine must be one of local, ray"),
+        (["--workers", "2"], "workers is a positive count for the ray engine"),
+        (["--dtype", "int8"], "dtype must be one of float32, float16"),
+        (["--shard-rows", "0"], "must be >= 1"),
+    ]
+    for extra, message in cases:
+        result = CliRunner().invoke(app, ["embed-corpus", "-i", str(tmp_path / "a.txt"), "--out", str(tmp_path / "o"),
+                                          *extra])
+        assert result.exit_code == 2 and message in result.output, (extra, result.output)
+        assert "Traceback" not in result.output
+    assert not (tmp_path / "o").exists()  # nothing written before the settings were checked

@@ -334,15 +334,15 @@ def distill(
     tokenizer: Optional[str] = typer.Option(None, "--tokenizer", help="Static student: the model whose tokenizer.json gives the vocabulary."),
     dim: Optional[int] = typer.Option(None, "--dim", help="Static student: vector size (default: the teacher's)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Static student: fp32, fp16 or int8 vectors on disk."),
-    nproc: int = typer.Option(1, "--nproc", help="Train on N processes of this machine (torch.distributed: gloo on CPU, NCCL on GPU; --batch-size is per process). Same as: torchrun --nproc-per-node N -m xlembed distill ..."),
+    nproc: int = typer.Option(1, "--nproc", help="Train on N processes of this machine (torch.distributed: gloo on CPU, NCCL on GPU; --batch-size is per process; loopback only). Several machines: torchrun ... -m xlembed distill ..."),
 ) -> None:
     """Distil a teacher into a multilingual student with parallel sentences (see README: Distillation)."""
     import shlex
 
     from .parallel import distributed
 
-    if nproc > 1 and not distributed.launched_by_torchrun():
-        raise typer.Exit(distributed.run_with_torchrun(nproc, distributed.without_option(sys.argv[1:], "--nproc")))
+    if nproc > 1 and not distributed.launched_as_rank():
+        raise typer.Exit(distributed.run_local_ranks(nproc, distributed.without_option(sys.argv[1:], "--nproc")))
     from .backends.torch_backend import resolve_device
     from .distill.run import distill as run_distill
     from .distill.train import TrainConfig

@@ -62,14 +62,14 @@ def finetune(
     dropout: bool = DropoutOpt, eval_every: Optional[int] = EvalEveryOpt, patience: Optional[int] = PatienceOpt,
     prompt: Optional[str] = PromptOpt, seed: int = SeedOpt, device: Optional[str] = DeviceOpt,
     resume: bool = ResumeOpt, overwrite: bool = OverwriteOpt,
-    nproc: int = typer.Option(1, "--nproc", help="Train on N processes of this machine (torch.distributed: gloo on CPU, NCCL on GPU; --batch-size is per process). Same as: torchrun --nproc-per-node N -m xlembed finetune ..."),
+    nproc: int = typer.Option(1, "--nproc", help="Train on N processes of this machine (torch.distributed: gloo on CPU, NCCL on GPU; --batch-size is per process; loopback only). Several machines: torchrun ... -m xlembed finetune ..."),
 ) -> None:
     """Fine-tune an encoder on labelled data (STS or classification), keeping the best dev weights."""
     from .finetune.run import finetune as run
     from .parallel import distributed
 
-    if nproc > 1 and not distributed.launched_by_torchrun():
-        raise typer.Exit(distributed.run_with_torchrun(nproc, distributed.without_option(sys.argv[1:], "--nproc")))
+    if nproc > 1 and not distributed.launched_as_rank():
+        raise typer.Exit(distributed.run_local_ranks(nproc, distributed.without_option(sys.argv[1:], "--nproc")))
     config = _config(epochs=epochs, max_steps=max_steps, batch_size=batch_size, lr=lr, head_lr=head_lr, warmup=warmup,
                      weight_decay=weight_decay, max_length=max_length, freeze=freeze, dropout=dropout,
                      eval_every=eval_every, patience=patience, prompt=prompt, seed=seed, device=device)

@@ -401,7 +401,7 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
     ``train``; ``unlabeled`` files add rows that only the teacher labels. alpha=0 is hard-label training."""
     config = config or FinetuneConfig()
     config.check()
-    if distributed.launched_by_torchrun():
+    if distributed.launched_as_rank():
         raise BadInputError("distill-classifier trains in one process; run it without torchrun")
     if not temperature > 0:
         raise BadInputError(f"temperature must be > 0, got {temperature}")

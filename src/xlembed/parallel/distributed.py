@@ -1,12 +1,13 @@
 """Data-parallel training with torch.distributed: what the shared training loop needs, nothing more.
 
-A run is distributed when it was started by ``torchrun`` (WORLD_SIZE > 1 in the environment) or by
-``xlembed distill --nproc N`` (which starts torchrun). Every rank holds the whole model; each step's global batch
-(``batch_size x world`` rows) is split between the ranks, each computes the loss of its rows, and the gradients
-are averaged (weighted by rows) across ranks before clipping and the optimizer step: the same update as one process
-taking the whole batch, which DistributedDataParallel gives too; it is done here as one flat all-reduce after the
-backward pass because the objectives call into the model in their own ways. Backend: gloo on CPU, NCCL on CUDA.
-Rank 0 alone evaluates on the dev set, writes checkpoints, logs and the output; the others follow its decisions.
+A run is distributed when it was started by ``torchrun`` (WORLD_SIZE > 1 in the environment; several
+machines) or by ``xlembed distill --nproc N`` (N processes of this machine meeting through a file, loopback
+only). Every rank holds the whole model; each step's global batch (``batch_size x world`` rows) is split
+between the ranks, each computes the loss of its rows, and the gradients are averaged (weighted by rows)
+across ranks before clipping and the optimizer step: the same update as one process taking the whole batch,
+which DistributedDataParallel gives too; it is done here as one flat all-reduce after the backward pass
+because the objectives call into the model in their own ways. Backend: gloo on CPU, NCCL on CUDA. Rank 0
+alone evaluates on the dev set, writes checkpoints, logs and the output; the others follow its decisions.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ import os
 from contextlib import contextmanager
 
 from ..errors import BadInputError
+
+STORE_ENV = "XLEMBED_DIST_STORE"  # a file the ranks of `--nproc` meet through (no TCP store)
+KILL_GRACE_S = 20  # after one rank fails, the others (stuck in a collective) get this long before SIGKILL
 
 
 def world_size() -> int:
@@ -33,7 +37,7 @@ def is_main() -> bool:
     return rank() == 0
 
 
-def launched_by_torchrun() -> bool:
+def launched_as_rank() -> bool:
     return int(os.environ.get("WORLD_SIZE", "1")) > 1
 
 
@@ -42,7 +46,7 @@ def init_from_env(device: str) -> None:
     import torch
     import torch.distributed as dist
 
-    if not launched_by_torchrun() or dist.is_initialized():
+    if not launched_as_rank() or dist.is_initialized():
         return
     cuda = device.startswith("cuda")
     if cuda:
@@ -51,7 +55,12 @@ def init_from_env(device: str) -> None:
             raise BadInputError(f"rank {os.environ.get('RANK')} wants GPU {local}, but this node has "
                                 f"{torch.cuda.device_count()}: start at most one process per GPU")
         torch.cuda.set_device(local)
-    dist.init_process_group(backend="nccl" if cuda else "gloo")
+    store = os.environ.get(STORE_ENV)  # started by run_local_ranks (--nproc); else torchrun's env:// variables
+    if store:
+        dist.init_process_group(backend="nccl" if cuda else "gloo", init_method=f"file://{store}",
+                                rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]))
+    else:
+        dist.init_process_group(backend="nccl" if cuda else "gloo")
 
 
 def shutdown() -> None:
@@ -143,41 +152,55 @@ def main_first():
             barrier()
 
 
-def torchrun_command(nproc: int, argv: list[str], port: int) -> list[str]:
-    """``python -m torch.distributed.run`` starting ``python -m xlembed ARGV`` on ``nproc`` ranks of this machine."""
-    import sys
+def run_local_ranks(nproc: int, argv: list[str]) -> int:
+    """Run the xlembed command ``argv`` as ``nproc`` ranks on this machine; returns 0, or the first failing exit code.
 
-    return [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", str(nproc), "--master-addr", "127.0.0.1",
-            "--master-port", str(port), "-m", "xlembed", *argv]
-
-
-def run_with_torchrun(nproc: int, argv: list[str]) -> int:
-    """Run the xlembed command ``argv`` on ``nproc`` local ranks (loopback only); returns torchrun's exit code.
-
-    SIGINT/SIGTERM are passed on to torchrun, which passes them to every rank (each saves its checkpoint state
-    at the same step; rerun with --resume).
+    The ranks meet through a file store (torchrun's TCP store would listen on every interface) and gloo talks over
+    the loopback device, so nothing listens beyond 127.0.0.1. Each rank gets cores / nproc threads. SIGINT/SIGTERM
+    are passed to every rank (each saves the same checkpoint at the same step; rerun with --resume); when one
+    rank fails, the others are stopped.
     """
     import platform
+    import shutil
     import signal
-    import socket
     import subprocess
+    import sys
+    import tempfile
+    import time
 
     if nproc < 1:
         raise BadInputError(f"--nproc must be >= 1, got {nproc}")
-    with socket.socket() as probe:  # a free port on the loopback address for the rendezvous
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
-    env = dict(os.environ)
+    folder = tempfile.mkdtemp(prefix="xlembed-ranks-")
+    base = dict(os.environ, WORLD_SIZE=str(nproc), LOCAL_WORLD_SIZE=str(nproc), **{STORE_ENV: os.path.join(folder, "store")})
+    base.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // nproc)))
     if platform.system() == "Linux":
-        env.setdefault("GLOO_SOCKET_IFNAME", "lo")  # gloo's connections between ranks stay on the loopback device
-    proc = subprocess.Popen(torchrun_command(nproc, argv, port), env=env)
-    forward = {sig: signal.signal(sig, lambda signum, _frame: proc.send_signal(signum))
-               for sig in (signal.SIGINT, signal.SIGTERM)}
+        base.setdefault("GLOO_SOCKET_IFNAME", "lo")
+    procs = [subprocess.Popen([sys.executable, "-m", "xlembed", *argv], env=dict(base, RANK=str(r), LOCAL_RANK=str(r)))
+             for r in range(nproc)]
+
+    def forward(signum, _frame):
+        for proc in procs:
+            if proc.poll() is None:
+                proc.send_signal(signum)
+
+    old = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM)}
+    failed_at = None
     try:
-        return proc.wait()
+        while any(p.poll() is None for p in procs):
+            if failed_at is None and any(p.returncode not in (None, 0) for p in procs):
+                failed_at = time.monotonic()
+                forward(signal.SIGTERM, None)
+            if failed_at is not None and time.monotonic() - failed_at > KILL_GRACE_S:
+                for proc in procs:
+                    if proc.poll() is None:
+                        proc.kill()
+            time.sleep(0.1)
     finally:
-        for sig, old in forward.items():
-            signal.signal(sig, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+        shutil.rmtree(folder, ignore_errors=True)
+    codes = [p.returncode for p in procs]
+    return next((c for c in codes if c != 0), 0)
 
 
 def without_option(argv: list[str], name: str) -> list[str]:
