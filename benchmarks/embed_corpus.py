@@ -12,9 +12,13 @@ Runs (one invocation, the same machine):
     (the memory goal: <= 2 GB whatever the corpus size);
   * multilingual-e5-small int8 on --ray-rows rows: the Ray engine (one local node, 2 workers) vs the local engine
     (the 100k local run above when --ray-rows is 100k), ratio of wall-time throughputs (goal >= 0.9), and the
-    largest difference between their vectors.
+    largest difference between their vectors;
+  * multilingual-e5-small int8 on --overhead-rows rows: embed-corpus against the plainest hand loop (read every
+    text, one `encode` call, write nothing), both fresh processes timed with loading: what shards, the manifest
+    and checksums cost.
 
-    python benchmarks/embed_corpus.py                       # about 50 minutes on 2 cores
+    python benchmarks/embed_corpus.py                       # about 95 minutes on 2 cores
+    python benchmarks/embed_corpus.py --part small          # 100k rows and the Ray comparison: about 15 minutes
     python benchmarks/embed_corpus.py --rows 200000         # a shorter run
 """
 
@@ -51,9 +55,11 @@ def parse_args():
     p.add_argument("--models-dir", type=Path, default=REPO / ".cache" / "models", help="Folder holding multilingual-e5-small.")
     p.add_argument("--work", type=Path, default=REPO / ".cache" / "corpus-bench", help="Corpus and outputs (large).")
     p.add_argument("--out", type=Path, default=REPO / "benchmarks" / "results" / "embed_corpus", help="Results folder.")
-    p.add_argument("--part", choices=("all", "small", "large"), default="all",
-                   help="small: the 100k runs and the Ray comparison; large: the --rows runs (merged into the results "
-                        "an earlier 'small' run wrote); all: both.")
+    p.add_argument("--part", choices=("all", "small", "large", "overhead"), default="all",
+                   help="small: the 100k runs and the Ray comparison; large: the --rows runs; overhead: embed-corpus "
+                        "against a hand loop (read all, encode, no files) on --overhead-rows; all: the three. A part "
+                        "run alone is merged into the results an earlier run wrote.")
+    p.add_argument("--overhead-rows", type=int, default=20_000, help="Rows of the embed-corpus vs hand-loop comparison.")
     return p.parse_args()
 
 
@@ -158,22 +164,59 @@ def main() -> None:
     models = [("use-multilingual", "use-multilingual", None), ("e5-small-int8", str(e5), "int8")]
     runs: list[dict] = []
     comparison: dict = {}
-    if args.part == "large":  # add to what the small part measured
+    overhead: dict = {}
+    if args.part != "all":  # add to what the other parts measured
         earlier = json.loads((args.out / "results.json").read_text())
-        runs, comparison = [r for r in earlier["runs"] if r["rows"] != args.rows], earlier["ray_vs_local"]
-    for label, model, precision in models if args.part != "large" else ():
+        runs, comparison, overhead = earlier["runs"], earlier["ray_vs_local"], earlier.get("overhead", {})
+        args.earlier_command = earlier["command"]
+        if args.part != "overhead":
+            runs = [r for r in runs if (r["rows"] == args.rows) != (args.part == "large")]
+    for label, model, precision in models if args.part in ("all", "small") else ():
         out = args.work / f"out-{label}-small"
         runs.append({"model": label, "engine": "local", **run(f"{label} local {args.small_rows}",
                                                               command(exe, small, out, model, precision), out)})
-    if args.part != "large":
+    if args.part in ("all", "small"):
         comparison = ray_comparison(args, exe, parts, e5, runs)
-    if args.part != "small":
+    if args.part in ("all", "overhead"):
+        overhead = hand_loop_comparison(args, exe, parts[0], e5)
+    if args.part in ("all", "large"):
         for label, model, precision in models:
             out = args.work / f"out-{label}-large"
             runs.append({"model": label, "engine": "local", **run(f"{label} local {args.rows}",
                                                                   command(exe, large, out, model, precision), out)})
             shutil.rmtree(out, ignore_errors=True)  # 1M x 384-512 floats: GBs
-    write_results(args, runs, comparison)
+    write_results(args, runs, comparison, overhead)
+
+
+HAND_LOOP = """
+import sys, time, pyarrow.parquet as pq, xlembed
+started = time.perf_counter()
+texts = pq.read_table(sys.argv[1], columns=["text"]).column("text").to_pylist()[: int(sys.argv[2])]
+encoder = xlembed.load(sys.argv[3], precision="int8")
+vectors = encoder.encode(texts, batch_size=32, normalize=True)
+print(len(vectors), time.perf_counter() - started)
+"""
+
+
+def hand_loop_comparison(args, exe: str, part: Path, e5: Path) -> dict:
+    """embed-corpus (shards, manifest, checksums) against the plainest loop: read every text, one encode call."""
+    import pyarrow.parquet as pq
+
+    rows = args.overhead_rows
+    subset = args.work / f"overhead-{rows}.parquet"
+    pq.write_table(pq.read_table(part).slice(0, rows), subset, row_group_size=SHARD_ROWS)
+    out = args.work / "out-overhead"
+    corpus = run(f"e5 embed-corpus {rows}", command(exe, [subset], out, str(e5), "int8"), out)
+    print(f"[e5 hand loop {rows}] encode(all texts) in one process", file=sys.stderr, flush=True)
+    started = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-c", HAND_LOOP, str(part), str(rows), str(e5)], capture_output=True,
+                          text=True, env=dict(os.environ, HF_HUB_OFFLINE="1"))
+    wall = time.perf_counter() - started
+    if proc.returncode != 0:
+        raise SystemExit(f"hand loop failed: {proc.stderr[-2000:]}")
+    hand = round(rows / wall, 1)
+    return {"rows": rows, "embed_corpus_sent_per_s": corpus["sent_per_s"], "hand_loop_sent_per_s": hand,
+            "ratio": round(corpus["sent_per_s"] / hand, 3), "embed_corpus_peak_rss_mb": corpus["peak_rss_mb"]}
 
 
 def ray_comparison(args, exe: str, parts: list[Path], e5: Path, runs: list[dict]) -> dict:
@@ -197,10 +240,13 @@ def ray_comparison(args, exe: str, parts: list[Path], e5: Path, runs: list[dict]
     return comparison
 
 
-def write_results(args, runs: list[dict], comparison: dict) -> None:
+def write_results(args, runs: list[dict], comparison: dict, overhead: dict) -> None:
     args.out.mkdir(parents=True, exist_ok=True)
-    body = {"command": shlex.join(["python", "benchmarks/embed_corpus.py", *sys.argv[1:]]), "machine": machine_info(), "versions": versions(),
-            "shard_rows": SHARD_ROWS, "runs": runs, "ray_vs_local": comparison,
+    command_line = shlex.join(["python", "benchmarks/embed_corpus.py", *sys.argv[1:]])
+    if getattr(args, "earlier_command", None):
+        command_line = f"{args.earlier_command}; then {command_line}"
+    body = {"command": command_line, "machine": machine_info(), "versions": versions(),
+            "shard_rows": SHARD_ROWS, "runs": runs, "ray_vs_local": comparison, "overhead": overhead,
             "goals": {"peak_rss_mb_max": 2048, "ray_over_local_min": 0.9}}
     (args.out / "results.json").write_text(json.dumps(body, indent=1) + "\n")
     lines = ["# embed-corpus at scale", "", f"Command: `{body['command']}`", "",
@@ -214,6 +260,11 @@ def write_results(args, runs: list[dict], comparison: dict) -> None:
     lines += ["", f"Ray vs local ({c['rows']:,} rows, e5-small int8): {c['ray_sent_per_s']} vs {c['local_sent_per_s']} "
               f"sent/s = **{c['ratio']}x** (goal >= 0.9x); steady state (per-shard throughput x workers / local) "
               f"{c['ratio_steady_state']}x; largest vector difference {c['max_abs_vector_difference']:.2e}."]
+    if overhead:
+        o = overhead
+        lines += ["", f"embed-corpus vs a hand loop ({o['rows']:,} rows, e5-small int8, each a fresh process, wall time "
+                  f"with loading): {o['embed_corpus_sent_per_s']} vs {o['hand_loop_sent_per_s']} sent/s = "
+                  f"**{o['ratio']}x** (the hand loop reads every text and makes one encode call; it writes nothing)."]
     (args.out / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 
