@@ -63,10 +63,10 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
     manifest = Manifest.open(Path(out), job, len(shards), resume)
     for leftover in stale_temporaries(manifest.folder):
         leftover.unlink(missing_ok=True)
-    manifest.save()  # at once: a run killed before its first shard leaves a folder that --resume recognises
     pending = [s for s in shards if not manifest.done(s)]
     for shard in pending:
         manifest.shards.pop(shard.index, None)  # listed but its file is gone or changed: redone
+    manifest.save()  # at once: a run killed before its first shard leaves a folder that --resume recognises
     done_before = len(shards) - len(pending)
     bar = _progress_bar(sum(s.rows for s in shards), sum(s.rows for s in shards) - sum(s.rows for s in pending), progress)
     try:
@@ -89,8 +89,6 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
     finally:
         if bar is not None:
             bar.close()
-    if not pending:
-        manifest.save()
     counts = manifest.counts()
     seconds = time.perf_counter() - started
     rows_now = sum(s.rows for s in pending)
