@@ -21,6 +21,7 @@ from .errors import (
     XlembedError,
     XlembedWarning,
 )
+from .langs.coverage import LanguageWarning
 from .loading import LoadSpec, load, resolve
 from .saving import save
 from .similarity import SearchResult, cosine_similarity, search, similarity
@@ -49,4 +50,5 @@ __all__ = [
     "NumericalError",
     "ExportError",
     "XlembedWarning",
+    "LanguageWarning",
 ]

@@ -26,7 +26,7 @@ REQUIRED_KEYS: dict[str, tuple[type | None, ...]] = {
     "pip_package": (str, None),
     "backend": (str,),
     "languages": (int,),
-    "language_codes": (list,),
+    "language_codes": (list, None),  # every language it was trained on (BCP-47 tags); null: unknown
     "dim": (int,),
     "params_m": (int, float),
     "size_mb": (int, float),
@@ -57,7 +57,7 @@ class CatalogueEntry:
     pip_package: str | None
     backend: str
     languages: int
-    language_codes: tuple[str, ...]
+    language_codes: tuple[str, ...] | None
     dim: int
     params_m: float
     size_mb: float
@@ -127,8 +127,14 @@ def _validate_entry(raw: Any, where: str) -> CatalogueEntry:
             raise XlembedError(f"catalogue {label}: key {key!r} is {raw[key]!r}; use one of {names}")
     if raw["backend"] == "torch" and raw["hub_id"] is None and raw["package"] is None:
         raise XlembedError(f"catalogue {label}: key 'hub_id' or 'package' must be set")
-    if not all(isinstance(c, str) for c in raw["language_codes"]):
-        raise XlembedError(f"catalogue {label}: key 'language_codes' must be a list of strings")
+    codes = raw["language_codes"]
+    if codes is not None:
+        from .langs.codes import is_known
+
+        unknown_codes = [c for c in codes if not is_known(c)]
+        if not codes or unknown_codes:
+            raise XlembedError(f"catalogue {label}: key 'language_codes' must list language codes (ISO 639 or BCP-47), "
+                               f"or be null when unknown; got {unknown_codes or codes!r}")
     if not all(isinstance(k, str) and isinstance(v, str) for k, v in raw["prompts"].items()):
         raise XlembedError(f"catalogue {label}: key 'prompts' must map names to strings")
     if raw["default_prompt"] is not None and raw["default_prompt"] not in raw["prompts"]:
@@ -142,7 +148,7 @@ def _validate_entry(raw: Any, where: str) -> CatalogueEntry:
                            f"({raw['dim'] - 1}), got {dims!r}")
     values = {k: raw.get(k) for k in (*REQUIRED_KEYS, *OPTIONAL_KEYS)}
     values["matryoshka_dims"] = tuple(sorted(dims))
-    values["language_codes"] = tuple(raw["language_codes"])
+    values["language_codes"] = tuple(codes) if codes is not None else None
     values["prompts"] = dict(raw["prompts"])
     values["params_m"] = float(raw["params_m"])
     return CatalogueEntry(**values)

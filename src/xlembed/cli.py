@@ -31,6 +31,7 @@ DeviceOpt = typer.Option(None, "--device", help="cpu, cuda or auto (default: aut
 PoolingOpt = typer.Option(None, "--pooling", help="mean, cls or max, for a folder without modules.json.")
 PickleOpt = typer.Option(False, "--allow-pickle", help="Permit pytorch_model.bin weights (pickles can run code).")
 RemoteOpt = typer.Option(False, "--trust-remote-code", help="Permit model code shipped with the files.")
+QuietOpt = typer.Option(False, "--quiet", "-q", help="Skip the language check (no warning when texts are in languages the model was not trained on).")
 
 
 @app.callback()
@@ -77,7 +78,11 @@ def _fail(message: str, code: int) -> None:
 
 
 def _show_note(message, category, filename, lineno, file=None, line=None) -> None:
-    if issubclass(category, XlembedWarning):
+    from .langs.coverage import LanguageWarning
+
+    if issubclass(category, LanguageWarning):
+        typer.echo(f"warning: {message}", err=True)
+    elif issubclass(category, XlembedWarning):
         typer.echo(f"note: {message}", err=True)
     elif not STATE["debug"]:
         return
@@ -145,8 +150,9 @@ def encode(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: the model's)."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = RemoteOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Embed texts from a file or stdin and write .npy or JSONL."""
+    """Embed texts from a file or stdin and write .npy or JSONL (warns when many texts are in a language the model was not trained on)."""
     from .io import read_texts, write_embeddings
     from .paths import check_output_file
 
@@ -155,7 +161,7 @@ def encode(
     check_output_file(output, "--output")  # before any work: a bad path fails now, not after encoding
     texts = read_texts(input, field=field)
     encoder = _load(model, precision, device, pooling, allow_pickle, trust_remote_code)
-    vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize, prompt=prompt)
+    vectors = encoder.encode(texts, batch_size=batch_size, normalize=normalize, prompt=prompt, check_languages=not quiet)
     write_embeddings(output, vectors, texts)
     stats = encoder.last_stats
     typer.echo(
@@ -234,8 +240,9 @@ def eval_(
     prompt: Optional[str] = typer.Option(None, "--prompt", help="Prompt on both sides: a prompt name of the model (query, passage) or a literal prefix containing a space or punctuation ('query: '); '' for none (default: the model's)."),
     margin: bool = typer.Option(False, "--margin", help="Tatoeba: ratio-margin scoring (LASER) instead of cosine."),
     output: Optional[Path] = typer.Option(None, "--output", "-o", help="Also write the results as JSON."),
+    quiet: bool = QuietOpt,
 ) -> None:
-    """Evaluate one model on one task and print its scores."""
+    """Evaluate one model on one task and print its scores (warns about data in languages the model was not trained on)."""
     from .eval.bench import run_task, task_data
     from .eval.results import record
 
@@ -247,6 +254,7 @@ def eval_(
         check_output_file(output, "--output")
     path = task_data(task, data, data_root)
     encoder = _load(model, precision)
+    encoder.check_languages = not quiet
     lang_list = [x.strip() for x in langs.split(",") if x.strip()] if langs else None
     results = run_task(encoder, task, path, lang_list, limit, prompt, margin=margin)
     rows = [{"task": r.task, "dataset": r.dataset, "language": r.language, "prompt": r.prompt,
@@ -335,6 +343,7 @@ def distill(
     dim: Optional[int] = typer.Option(None, "--dim", help="Static student: vector size (default: the teacher's)."),
     storage: Optional[str] = typer.Option(None, "--storage", help="Static student: fp32, fp16 or int8 vectors on disk."),
     nproc: int = typer.Option(1, "--nproc", help="Train on N processes of this machine (torch.distributed: gloo on CPU, NCCL on GPU; --batch-size is per process; loopback only). Several machines: torchrun ... -m xlembed distill ..."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Distil a teacher into a multilingual student with parallel sentences (see README: Distillation)."""
     import shlex
@@ -370,7 +379,7 @@ def distill(
         max_pairs_per_lang=max_pairs_per_lang, min_chars=min_chars, max_chars=max_chars,
         skip_malformed=skip_malformed, exclude=exclude, config=config, resume=resume, overwrite=overwrite, tatoeba_dir=tatoeba,
         tokenizer=tokenizer, static_options=static_options, progress=sys.stderr.isatty(),
-        command=shlex.join(["xlembed", *sys.argv[1:]]),
+        command=shlex.join(["xlembed", *sys.argv[1:]]), check_languages=not quiet,
     )
     distributed.shutdown()
     if "rank" in summary:  # not rank 0: it writes the folder and reports
@@ -407,6 +416,7 @@ def compress(
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty output folder."),
     resume: bool = typer.Option(False, "--resume", help="Reuse the steps an interrupted run finished (OUT.steps/)."),
     keep_steps: bool = typer.Option(False, "--keep-steps", help="Keep every step's folder in OUT.steps/."),
+    quiet: bool = QuietOpt,
 ) -> None:
     """Compress a model for your languages: trim the vocabulary, drop/prune/share layers, recover, quantize."""
     import shlex
@@ -429,6 +439,7 @@ def compress(
         recover_config=config, teacher_precision=teacher_precision, tatoeba_dir=tatoeba, dev_size=dev_size,
         min_cosine=min_cosine, max_tatoeba_drop=max_tatoeba_drop, overwrite=overwrite, resume=resume,
         keep_steps=keep_steps, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
+        check_languages=not quiet,
     )
     rows = [{k: v for k, v in r.items() if k != "tatoeba_sample"} for r in summary["results"]]
     typer.echo(format_table(rows))
@@ -478,6 +489,7 @@ def _cell(value) -> str:
 from . import cli_finetune  # noqa: E402,F401 - registers finetune, transfer, distill-classifier, predict
 from . import cli_serve  # noqa: E402,F401 - registers serve
 from . import cli_corpus  # noqa: E402,F401 - registers embed-corpus
+from . import cli_langs  # noqa: E402,F401 - registers langs, recommend
 
 
 def main() -> None:

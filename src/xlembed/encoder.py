@@ -38,6 +38,8 @@ class EncodeStats:
     n_recomputed_fp32: int = 0
     prompt: str = ""
     seconds: float = 0.0
+    # the language check of the call (xlembed.langs.coverage.CoverageCheck); None when it did not run
+    languages: object | None = None
 
 
 @dataclass
@@ -62,6 +64,9 @@ class ModelInfo:
     notes: list[str] = field(default_factory=list)
     # smaller output sizes the model was trained to give (Matryoshka): its first k dimensions, renormalized
     matryoshka_dims: tuple[int, ...] = ()
+    # the languages the model was trained on (canonical codes, see xlembed.langs); None: unknown
+    languages: tuple[str, ...] | None = None
+    languages_source: str = ""  # where that list comes from (catalogue entry, the folder's manifest, ...)
 
     def __post_init__(self) -> None:
         # empty prompts mean "no prompt"; a default that names no prompt is no default
@@ -78,6 +83,9 @@ class Encoder(ABC):
     """
 
     info: ModelInfo
+    # encode() detects the languages of a sample of its texts and warns once per language the model was not
+    # trained on; set False (or pass check_languages=False) to skip it
+    check_languages: bool = True
 
     def __init__(self, info: ModelInfo):
         self.info = info
@@ -133,6 +141,7 @@ class Encoder(ABC):
         prompt: str | None = None,
         output: Output = "sentence",
         show_progress: bool | None = None,
+        check_languages: bool | None = None,
     ) -> np.ndarray | list[np.ndarray]:
         """Embed texts.
 
@@ -145,6 +154,9 @@ class Encoder(ABC):
         output: 'sentence' gives an (n, dim) float32 array; 'token' gives a list of
             (n_tokens_i, hidden) float32 arrays, one per text.
         show_progress: None shows a bar for long inputs when stderr is a terminal.
+        check_languages: detect the languages of a sample of the texts (at most 256) and warn (LanguageWarning,
+            once per language and encoder) when many are in a language the model was not trained on; None follows
+            ``encoder.check_languages`` (default True). Models whose languages are unknown are never checked.
         """
         started = time.perf_counter()
         items = self._check_texts(texts)
@@ -161,6 +173,8 @@ class Encoder(ABC):
         self.last_stats = stats = EncodeStats(n_texts=len(items), prompt=prefix)
         if not items:
             return np.zeros((0, self.dim), dtype=np.float32) if output == "sentence" else []
+        if self.check_languages if check_languages is None else check_languages:
+            stats.languages = self._check_languages(items)
 
         lengths = self._token_lengths(items, prefix)
         self._record_truncation(lengths, stats)
@@ -218,6 +232,19 @@ class Encoder(ABC):
                 chunk = []
         if chunk:
             yield self.encode(chunk, batch_size=batch_size, normalize=normalize, prompt=prompt, show_progress=False)
+
+    def _check_languages(self, items: list[str]):
+        """Warn once per language the model was not trained on that holds 5% or more of a sample of ``items``."""
+        from .langs.coverage import check_texts, warn
+
+        if self.info.languages is None:
+            return None
+        result = check_texts(items, self.name, self.info.languages)
+        warned = self.__dict__.setdefault("_warned_languages", set())
+        if any(code not in warned for code, _ in result.uncovered):
+            warned.update(code for code, _ in result.uncovered)
+            warn(result, stacklevel=4)
+        return result
 
     def token_counts(self, texts: Sequence[str] | str, prompt: str | None = None) -> list[int]:
         """Tokens of each text as ``encode`` would feed it (prompt and special tokens included, before truncation

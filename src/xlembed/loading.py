@@ -22,6 +22,7 @@ from .checks import require_loadable
 from .encoder import PRECISIONS, Encoder
 from .errors import BadInputError, ModelNotFoundError, UnsupportedError
 from .hub import resolve_hub_id
+from .langs.coverage import declared_languages
 from .manifest import read_manifest
 from .paths import is_hub_id, is_windows_style, local_path, looks_like_path, model_dirs
 
@@ -110,10 +111,12 @@ def load(
             raise UnsupportedError(
                 f"{where.name!r} (the USE package) has its own fixed pooling; drop pooling={pooling!r} (CLI: --pooling)"
             )
-        return UseEncoder.create(name=where.name, precision=precision or "fp32")
-    encoder = _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
+        encoder = UseEncoder.create(name=where.name, precision=precision or "fp32")
+    else:
+        encoder = _load_folder(where, precision, device, pooling, prompts, default_prompt, allow_pickle, trust_remote_code)
     if where.entry is not None and where.entry.matryoshka_dims and encoder.dim == where.entry.dim:
         encoder.info.matryoshka_dims = where.entry.matryoshka_dims
+    encoder.info.languages, encoder.info.languages_source = declared_languages(where)
     return encoder
 
 

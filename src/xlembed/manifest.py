@@ -31,6 +31,8 @@ class Manifest:
     prompts: dict[str, str] = field(default_factory=dict)
     default_prompt_name: str | None = None
     files: dict[str, str] = field(default_factory=dict)  # e.g. {"int8": "model_int8.onnx", "fp32": "model.onnx"}
+    languages: list[str] | None = None  # the languages it was trained on (None: unknown)
+    languages_source: str | None = None
     xlembed_version: str = ""
     created: str = ""
 
@@ -49,6 +51,8 @@ class Manifest:
             prompts=dict(info.prompts),
             default_prompt_name=info.default_prompt_name,
             files=dict(files or {}),
+            languages=list(info.languages) if info.languages is not None else None,
+            languages_source=info.languages_source or None,
         )
 
     def write(self, folder: Path) -> Path:

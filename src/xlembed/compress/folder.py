@@ -70,9 +70,30 @@ def save_child(model, info, out: Path | str, record: dict, overwrite: bool = Fal
             for name in SLOW_TOKENIZER_FILES:
                 (home / name).unlink(missing_ok=True)
             _drop_added_token_ids(home / "tokenizer_config.json")
-        Manifest.from_info(info, "sentence-transformers", "fp32").write(tmp)
+        Manifest.from_info(_trimmed_languages(info, record), "sentence-transformers", "fp32").write(tmp)
         write_text_atomic(tmp / RECORD_NAME, json.dumps(record, indent=1, ensure_ascii=False) + "\n")
     return out
+
+
+def trimmed_languages(record: dict) -> list[str] | None:
+    """The languages the trim step of a compress.json record kept; None when no trim ran."""
+    return next((s.get("languages") for s in record.get("steps") or [] if s.get("step") == "trim"), None) or None
+
+
+def _trimmed_languages(info, record: dict):
+    """After a vocabulary trim the model covers the languages it kept (of those it was trained on, when known)."""
+    import dataclasses
+
+    from ..langs.codes import canonical_set
+
+    kept = trimmed_languages(record)
+    if not kept:
+        return info
+    codes = canonical_set(kept)
+    if info.languages is not None:
+        codes = codes & set(info.languages)
+    return dataclasses.replace(info, languages=tuple(sorted(codes)),
+                               languages_source="the languages its vocabulary was trimmed to (xlembed compress)")
 
 
 def transformer_dir(folder: Path) -> Path:

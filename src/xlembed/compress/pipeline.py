@@ -258,9 +258,10 @@ def compress(model: str, out: Path | str, langs: Sequence[str] | str, steps: str
              recover_config=None, teacher_precision: str = "fp32", tatoeba_dir: Path | str | None = None,
              dev_size: int = DEV_SIZE, min_cosine: float = 0.3, max_tatoeba_drop: float = 30.0,
              overwrite: bool = False, resume: bool = False, keep_steps: bool = False,
-             progress: bool | None = None, command: str | None = None) -> dict:
+             progress: bool | None = None, command: str | None = None, check_languages: bool = True) -> dict:
     """Run ``steps`` on ``model`` for ``langs``; the final folder goes to ``out`` (loads with ``xlembed.load``).
-    Returns the run summary (also OUT/compress.json and the model card OUT/README.md)."""
+    Returns the run summary (also OUT/compress.json and the model card OUT/README.md). ``check_languages``: warn
+    when ``langs`` names a language the model was not trained on, or the corpus is in languages ``langs`` lacks."""
     from .. import load
 
     plan = parse_steps(steps)
@@ -282,6 +283,9 @@ def compress(model: str, out: Path | str, langs: Sequence[str] | str, steps: str
     if not inputs.dev_texts:
         raise BadInputError("no dev texts: pass --corpus or --parallel text of the kept languages (or install the "
                             "built-in word lists: pip install 'xlembed[compress]')")
+    if check_languages:
+        _check_languages(parent, languages, inputs)
+    parent.check_languages = False  # its dev and Tatoeba checks encode the kept languages by design
     tatoeba_dir = Path(tatoeba_dir) if tatoeba_dir else None
     t_langs = tatoeba_sample(tatoeba_dir, languages)
     baseline = dev_check(parent_folder, parent, inputs.dev_texts, tatoeba_dir, t_langs)
@@ -318,6 +322,28 @@ def compress(model: str, out: Path | str, langs: Sequence[str] | str, steps: str
 def _layer_count(encoder) -> int | None:
     config = encoder.model[0].auto_model.config
     return getattr(config, "num_hidden_layers", None) or getattr(config, "num_layers", None)
+
+
+def _check_languages(parent, languages: list[Language], inputs: Inputs) -> None:
+    """Warn when --langs names a language the parent was not trained on, or the user's text is in languages
+    --langs does not keep."""
+    import warnings
+
+    from ..langs.codes import canonical, covered, label
+    from ..langs.coverage import LanguageWarning, check_corpus
+
+    keep = [canonical(lang.code) for lang in languages]
+    problems = []
+    if parent.info.languages is not None:
+        missing = [c for c in keep if not covered(c, parent.info.languages)]
+        if missing:
+            problems.append(f"{parent.name} was not trained on {', '.join(label(c) for c in missing)} (--langs): "
+                            "trimming and recovery keep what little it has of them")
+    if inputs.corpus or inputs.pairs:
+        problems += check_corpus([*inputs.corpus, *(t for pair in inputs.pairs for t in pair)], keep,
+                                 what="--corpus/--parallel texts")
+    for problem in problems:
+        warnings.warn(problem, LanguageWarning, stacklevel=3)
 
 
 def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, languages, inputs: Inputs, trim_size,

@@ -11,6 +11,7 @@ import dataclasses
 import json
 import shutil
 import time
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -75,6 +76,7 @@ def trained_encoder(model, student: Encoder, teacher: Encoder, name: str, source
     info = dataclasses.replace(
         student.info, name=name, source=source or name, dim=teacher.dim,
         normalized_output=bool(teacher.info.normalized_output), notes=[], cacheable=False,
+        languages=None, languages_source="",  # its languages are those of the pairs (distill_results.json)
     )
     return TorchEncoder(model, info)
 
@@ -102,10 +104,13 @@ def distill(
     cache_root: Path | str | None = None,
     progress: bool | None = None,
     command: str | None = None,
+    check_languages: bool = True,
 ) -> dict:
     """Distil ``teacher`` into ``student`` (a transformer name/folder, or 'static'); returns the run summary.
 
     ``exclude``: file or folder names (or globs) of ``train`` matches to leave out (``kyoto_wiki_enja``).
+    ``check_languages``: warn when a file's texts do not look like the language it is labelled with, or the student
+    (a static student: its tokenizer's model) was not trained on a language of the pairs.
     Under torchrun (WORLD_SIZE > 1) every rank trains on its share of each batch and rank 0 alone writes the
     folder; the other ranks return ``{"rank": N}``.
     """
@@ -130,6 +135,13 @@ def distill(
     train_pairs, dev_pairs = split_dev(pairs, dev_size, seed=config.seed)
     languages = dict(sorted(pairs.stats.per_lang.items()))
     teacher_enc = load(teacher)
+    if check_languages and distributed.is_main():
+        from ..langs.coverage import LanguageWarning, check_training_pairs, model_languages
+
+        name, known, _ = model_languages(tokenizer if student == "static" else student)
+        for problem in check_training_pairs(pairs, name, known):
+            warnings.warn(problem, LanguageWarning, stacklevel=2)
+    teacher_enc.check_languages = False  # it encodes the English side only
     data_facts = {
         "files": pairs.stats.files,
         "excluded": exclude_list(exclude),

@@ -113,6 +113,31 @@ def _summary(records: list[RunRecord], grades: dict) -> tuple[list[str], list[li
     return header, rows
 
 
+def _coverage(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
+    """Tatoeba accuracy per language with whether the model was trained on it: '95.1 yes', '0.9 NO', '88.0 ?'
+    (languages unknown); header + rows, empty when no Tatoeba was run."""
+    from ..langs.codes import _canonical
+    from ..langs.recommend import candidates_of
+
+    langs = list(dict.fromkeys(r.result.language for r in records
+                               if r.result.task == "tatoeba" and r.result.dataset == "tatoeba"))
+    if not langs:
+        return [], []
+    rows = []
+    for cand in candidates_of(records, ""):
+        cells, trained_count = [], 0
+        for lang in langs:
+            code = _canonical(lang) or lang
+            state, score = cand.status(code)
+            trained = cand.trained_on(code)
+            trained_count += bool(trained)
+            mark = {True: "yes", False: "NO", None: "?"}[trained]
+            cells.append(f"{score:.1f} {mark}" if state == "measured" else f"- {mark}")
+        known = f"{trained_count} of {len(langs)}" if cand.languages is not None else "unknown"
+        rows.append([cand.model, cand.precision, known, *cells])
+    return ["model", "precision", "trained on", *langs], rows
+
+
 def _provenance(records: list[RunRecord]) -> tuple[list[dict], list[str], list[str]]:
     machines, seen = [], set()
     for r in records:
@@ -165,6 +190,13 @@ def _markdown(records, grades, title) -> str:
     out.append("|" + " --- |" * len(header))
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     out += ["", prompts_line(records)]
+    cov_header, cov_rows = _coverage(records)
+    if cov_rows:
+        out += ["", "## Language coverage", "", "Tatoeba accuracy per language, and whether the model was trained on "
+                "it (yes / NO / ? unknown: its languages are not listed).", ""]
+        out.append("| " + " | ".join(_md_cell(h) for h in cov_header) + " |")
+        out.append("|" + " --- |" * len(cov_header))
+        out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in cov_rows]
     out += compare.markdown(records)
     out += ["", "## Grades", "", "| model | precision | grade | reasons |", "| --- | --- | --- | --- |"]
     for (model, precision), g in grades.items():
@@ -401,6 +433,15 @@ def _html_table(header: list[str], rows: list[list[str]], text_cols: int = 2, ta
     return "".join(out)
 
 
+def _html_coverage(records) -> str:
+    header, rows = _coverage(records)
+    if not rows:
+        return ""
+    return ('<h2>Language coverage</h2><p class="meta">Tatoeba accuracy per language, and whether the model was '
+            "trained on it (yes / NO / ? unknown: its languages are not listed; from the catalogue or the model "
+            f'folder).</p><div class="figure">{_html_table(header, rows, text_cols=3, table_id="coverage")}</div>')
+
+
 def _html_comparisons(records) -> str:
     """Each compressed model next to its parent: size, memory, speed, quality per kept and dropped language."""
     parts = []
@@ -442,6 +483,7 @@ def _html(records, grades, title) -> str:
 <p class="meta">Main score per task and language (Tatoeba accuracy %, STS Spearman x100, drift mean cosine to FP32), speed, memory and grade.</p>
 <div class="figure">{_html_table(header, rows, table_id="results")}</div>
 <p class="meta" id="prompts">{escape(prompts_line(records))}</p>
+{_html_coverage(records)}
 {_html_comparisons(records)}
 <h2>Quality vs speed</h2>
 <div class="figure" id="plot-quality-speed">{_svg_quality_speed(grades, series)}</div>

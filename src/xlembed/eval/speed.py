@@ -46,7 +46,8 @@ def speed(
 
 def size(encoder: Encoder, load_seconds: float | None = None) -> TaskResult:
     """Parameters (millions), bytes on disk of the model's files (MB), this process's peak RSS (MB) and, when
-    given, the seconds ``load()`` took; details name the folder and, for a compressed model, its parent and steps."""
+    given, the seconds ``load()`` took; details name the folder, the languages the model was trained on (None:
+    unknown) and, for a compressed model, its parent and steps."""
     scores = {"disk_mb": disk_mb(encoder), "peak_rss_mb": peak_rss_mb()}
     params = parameter_count(encoder)
     if params is not None:
@@ -56,7 +57,9 @@ def size(encoder: Encoder, load_seconds: float | None = None) -> TaskResult:
     gpu = gpu_max_allocated_mb()
     if gpu is not None:
         scores["gpu_max_allocated_mb"] = gpu
-    details = {"source": encoder.info.source}
+    details = {"source": encoder.info.source,
+               "languages": list(encoder.info.languages) if encoder.info.languages is not None else None,
+               "languages_source": encoder.info.languages_source}
     compressed = compression_of(encoder.info.source)
     if compressed:
         details["compress"] = compressed
@@ -74,8 +77,10 @@ def compression_of(source: str) -> dict | None:
         record = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return None
+    from ..compress.folder import trimmed_languages
+
     steps = record.get("steps") or []
-    languages = next((s.get("languages") for s in steps if s.get("step") == "trim"), None)
+    languages = trimmed_languages(record)
     run = record.get("run") or {}
     return {"parent": record.get("parent"), "parent_model": run.get("model"),
             "languages": languages or run.get("languages"), "steps": [s.get("label", s.get("step")) for s in steps]}

@@ -1,6 +1,7 @@
 """The HTTP layer: a Starlette app over one Batcher per model.
 
-Routes: POST /v1/embeddings (OpenAI's API), GET /v1/models, GET /health (200 when every model is loaded, 503
+Routes: POST /v1/embeddings (OpenAI's API; X-Uncovered-Languages names the languages of the request the model was
+not trained on), GET /v1/models, GET /health (200 when every model is loaded, 503
 while loading or after a load failed), GET /metrics (Prometheus). /v1/* need an API key when keys are set
 (``Authorization: Bearer <key>``); /health and /metrics do not.
 """
@@ -18,6 +19,8 @@ from typing import Mapping
 
 from ..encoder import Encoder
 from ..errors import BadInputError, XlembedError
+from ..langs.codes import covered
+from ..langs.coverage import check_texts
 from ..loading import LoadSpec
 from .api import ApiError, check_dimensions, check_prompt, output_vectors, parse_request, response_body
 from .batcher import Batcher, Closing, QueueFull
@@ -226,12 +229,29 @@ async def _embeddings(state: State, request):
     tokens = sum(job.tokens)
     state.metrics.inputs.labels(req.model).inc(len(req.inputs))
     state.metrics.tokens.labels(req.model).inc(tokens)
-    headers = {}
+    headers = _language_check(state, served, req.inputs)
     if job.truncated:
         shown = sorted(job.truncated)[:MAX_TRUNCATED_SHOWN]
         headers["X-Truncated-Inputs"] = str(len(job.truncated))
         headers["X-Truncated-Indices"] = ",".join(map(str, shown)) + (",..." if len(job.truncated) > len(shown) else "")
     return _json(response_body(vectors, req.encoding_format, req.model, tokens), headers=headers)
+
+
+def _language_check(state: State, served: Served, inputs: list) -> dict[str, str]:
+    """Count the request's (sampled) texts by language in the metrics; name the languages the model was not trained
+    on that hold 5% or more of them in an X-Uncovered-Languages header (code=share, largest first)."""
+    languages = served.encoder.info.languages
+    texts = [x for x in inputs if isinstance(x, str)]  # token-id inputs are not checked
+    if not state.config.check_languages or languages is None or not texts:
+        return {}
+    result = check_texts(texts, served.name, languages)
+    for code, n in result.mix.counts.items():
+        state.metrics.languages.labels(served.name, code, "yes" if covered(code, languages) else "no").inc(n)
+    if result.mix.undetermined:
+        state.metrics.languages.labels(served.name, "-", "-").inc(result.mix.undetermined)
+    if not result.uncovered:
+        return {}
+    return {"X-Uncovered-Languages": ",".join(f"{code}={share:.2f}" for code, share in result.uncovered)}
 
 
 async def _models(state: State, request):

@@ -254,7 +254,7 @@ class Batcher:
         started = time.perf_counter()
         try:
             vectors = self.encoder.encode([it.text for it in batch], batch_size=len(batch), normalize=True,
-                                          prompt=prompt, show_progress=False)
+                                          prompt=prompt, show_progress=False, check_languages=False)
         except Exception as exc:  # noqa: BLE001 - a failing batch fails its requests; the server goes on
             if self.metrics is not None:
                 self.metrics.batch_failures.labels(self.name).inc()

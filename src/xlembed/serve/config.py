@@ -24,6 +24,9 @@ class ServeConfig:
     truncate: bool = True  # default for inputs longer than the model takes: cut (and say so in a header) or 400
     api_keys: frozenset[str] = field(default=frozenset(), repr=False)  # empty: no authentication
     graceful_seconds: float = 30.0  # how long SIGTERM waits for in-flight requests
+    # detect the languages of each request's texts (a sample of 256 at most): X-Uncovered-Languages header and
+    # the xlembed_inputs_by_language metric
+    check_languages: bool = True
 
     def check(self) -> None:
         positive = {"max_batch_tokens": self.max_batch_tokens, "max_batch_size": self.max_batch_size,

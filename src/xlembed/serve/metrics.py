@@ -25,6 +25,9 @@ class Metrics:
                                        buckets=LATENCY_BUCKETS, registry=r)
         self.batch_failures = Counter("xlembed_batch_failures", "Forward passes that raised", ["model"], registry=r)
         self.queue_depth = Gauge("xlembed_queue_depth", "Inputs waiting for the model", ["model"], registry=r)
+        self.languages = Counter("xlembed_inputs_by_language", "Inputs by detected language (of the sample each "
+                                 "request is checked on) and whether the model was trained on it (yes/no)",
+                                 ["model", "language", "trained_on"], registry=r)
         self.rejected = Counter("xlembed_rejected", "Requests refused with 429 (queue full)", ["model"], registry=r)
 
     def render(self) -> tuple[bytes, str]:
