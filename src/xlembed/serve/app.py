@@ -244,7 +244,11 @@ def _language_check(state: State, served: Served, inputs: list) -> dict[str, str
     texts = [x for x in inputs if isinstance(x, str)]  # token-id inputs are not checked
     if not state.config.check_languages or languages is None or not texts:
         return {}
-    result = check_texts(texts, served.name, languages)
+    try:
+        result = check_texts(texts, served.name, languages)
+    except Exception as exc:  # noqa: BLE001 - a broken detector must not fail the request
+        log.warning("language check failed for model %r: %s: %s", served.name, type(exc).__name__, exc)
+        return {}
     for code, n in result.mix.counts.items():
         state.metrics.languages.labels(served.name, code, "yes" if covered(code, languages) else "no").inc(n)
     if result.mix.undetermined:
