@@ -140,6 +140,13 @@ def language_mix(texts: Sequence[str], sample: int | None = DEFAULT_SAMPLE, min_
     return LanguageMix(n_texts=len(texts), n_sampled=len(idx), counts=ordered, undetermined=found.count(None))
 
 
+def warm_up() -> None:
+    """Load both detectors now (~0.7 s), so that the first text fastText is unsure of does not pay for it: a
+    server calls this before it answers /health with 200."""
+    _detector().detect("warm up", model="lite", k=1)
+    _second_opinion().classify("warm up")
+
+
 def detectable() -> list[str]:
     """The canonical codes the detector can give (about 170)."""
     labels = [r["lang"] for r in _detector().detect("a", model="lite", k=500, threshold=0.0)]

@@ -21,6 +21,7 @@ from ..encoder import Encoder
 from ..errors import BadInputError, XlembedError
 from ..langs.codes import covered
 from ..langs.coverage import check_texts
+from ..langs.detect import warm_up
 from ..loading import LoadSpec
 from .api import ApiError, check_dimensions, check_prompt, output_vectors, parse_request, response_body
 from .batcher import Batcher, Closing, QueueFull
@@ -72,6 +73,8 @@ class State:
                     if served.encoder is None:
                         log.info("loading model %r (%s)", served.name, served.spec)
                         served.encoder = served.spec.load()
+                    if self.config.check_languages and served.encoder.info.languages is not None:
+                        warm_up()  # the detectors load now, not inside the first request that needs them
                     served.batcher = self._batcher(served)
                     log.info("model %r ready: %r", served.name, served.encoder)
                 except Exception as exc:  # noqa: BLE001 - reported by /health and by serve(), which exits
