@@ -276,9 +276,13 @@ def test_serve_names_uncovered_languages_in_a_header_and_counts_languages(tmp_pa
 
     from xlembed.serve.config import ServeConfig
 
+    from xlembed.langs.detect import _second_opinion
+
     fake = FakeEncoder(max_length=64)
     fake.info.languages = ("de", "en")
+    _second_opinion.cache_clear()
     with LiveServer({"fake": fake}, ServeConfig()) as server:
+        assert _second_opinion.cache_info().currsize == 1  # loaded before /health said 200, not in a request
         client = OpenAI(base_url=f"http://127.0.0.1:{server.port}/v1", api_key="none", max_retries=0, timeout=60)
         raw = client.embeddings.with_raw_response.create(model="fake", input=HEBREW[:3] + GERMAN[:1])
         assert raw.headers["x-uncovered-languages"] == "he=0.75"
