@@ -238,6 +238,12 @@ def test_recommend_ranks_by_coverage_quality_and_the_limits(tmp_path):
     assert "he: unknown" in "; ".join(mystery.reasons)
     with pytest.raises(BadInputError, match="does not exist"):
         recommend("ja", results=[tmp_path / "missing.json"])
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(BadInputError, match="is not a results.json"):
+        recommend("ja", results=[tmp_path / "list.json"])
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(BadInputError, match="cannot read results"):
+        recommend("ja", results=[tmp_path / "empty"])  # a folder without results.json
     with pytest.raises(BadInputError, match="positive"):
         recommend("ja", max_latency_ms=0, results=[path])
 

@@ -83,8 +83,11 @@ def candidates_from(paths: Sequence[str | Path] | None = None) -> list[Candidate
                                 "(or the folder holding one)")
         try:
             records = read_results(path)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise BadInputError(f"{path} is not a results.json of `xlembed bench` ({exc})") from exc
+        except OSError as exc:
+            raise BadInputError(f"cannot read results from {path}: {exc.strerror or exc} (give a results.json written "
+                                "by `xlembed bench`, or the folder holding one)") from exc
+        except (ValueError, KeyError, TypeError, AttributeError) as exc:
+            raise BadInputError(f"{path} is not a results.json of `xlembed bench` ({type(exc).__name__}: {exc})") from exc
         out += candidates_of(records, str(path))
     if not out:
         raise BadInputError(f"no measured models in {', '.join(map(str, paths or [MEASURED]))}: run `xlembed bench "
