@@ -98,14 +98,17 @@ def test_detection_accuracy_and_the_warning_on_every_shared_tatoeba_language():
     print("\ndetection accuracy % (undetermined counts as wrong): "
           + ", ".join(f"{k} {v:.1f}" for k, v in accuracy.items()))
     assert len(accuracy) == 16
-    assert min(accuracy.values()) >= 93, accuracy  # measured: cmn 94.6, nld 95.0, the rest >= 96.5
-    assert np.mean(list(accuracy.values())) >= 97, accuracy  # measured: 98.2
+    assert min(accuracy.values()) >= 93, accuracy  # measured: cmn 94.9, nld 95.0, the rest >= 96.4
+    assert np.mean(list(accuracy.values())) >= 97, accuracy  # measured: 98.1
 
 
 def test_detection_of_languages_beyond_the_shared_data():
     for texts, code in ((HEBREW, "he"), (FINNISH, "fi"), (GREEK, "el"), (SWAHILI, "sw"), (JAPANESE, "ja")):
         assert detect(texts).count(code) >= len(texts) - 1, (code, detect(texts))
     assert detect(["12345 !!!", "", "   "]) == [None, None, None]  # no letters: undetermined, not a guess
+    # a brand or a name is not a language ('IKEA' came out Finnish at 0.74); short text in a script of its own is
+    assert detect(["IKEA", "Berlin", "Nokia 3310", "我爱你"]) == [None, None, None, None]
+    assert detect(["שלום", "안녕", "ありがとう", "Ich bin müde."]) == ["he", "ko", "ja", "de"]
 
 
 def test_the_sample_spreads_over_the_input_and_mixed_input_is_summarised():
@@ -130,6 +133,8 @@ def test_warning_for_an_uncovered_language_once_and_not_for_a_covered_one():
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         encoder.encode(GERMAN + JAPANESE)
+        for query in ("IKEA", "Helsinki", "Volvo XC90"):  # one-word search queries: no language, no warning
+            encoder.encode(query)
         assert not [w for w in caught if issubclass(w.category, LanguageWarning)]
         encoder.encode(HEBREW)
         encoder.encode(HEBREW)  # the same language again: no second warning from this encoder

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from dataclasses import dataclass, field
 from functools import lru_cache
 from typing import Sequence
@@ -23,6 +24,12 @@ from .codes import DATA, _canonical, name
 DEFAULT_SAMPLE = 256  # texts looked at per call: a share of +-3 points at 95%, ~5 ms
 MIN_SCORE = 0.5  # below this the text counts as undetermined (numbers, names, one word of a shared script)
 MAX_CHARS = 200  # a longer text is judged on its first 200 characters
+# A text this short in Latin, Cyrillic or Han letters is a name or a brand more often than a language ('IKEA'
+# came out Finnish at 0.74, 'Berlin' German at 0.67): undetermined. Other scripts (Hebrew, Hangul, Kana, Thai,
+# Greek, Arabic, Devanagari, ...) are answered at any length.
+MIN_LETTERS = 8
+MIN_HAN = 4  # Chinese characters carry more per character
+SHARED_SCRIPTS = frozenset({"LATIN", "CYRILLIC", "CJK"})  # where brands and names are written
 _LETTER = re.compile(r"[^\W\d_]")
 
 
@@ -62,7 +69,7 @@ def detect_one(text: str, min_score: float = MIN_SCORE) -> tuple[str | None, flo
     """The language of one text and the confidence in it; (None, 0.0) for a text without letters. fastText
     answers; below ``min_score`` py3langid is asked, and its answer is taken when it is surer."""
     text = text[:MAX_CHARS]
-    if not _LETTER.search(text):
+    if not _LETTER.search(text) or _too_short(text):
         return None, 0.0
     best = _detector().detect(text, model="lite", k=1)[0]
     code, score = _code(best["lang"]), float(best["score"])
@@ -70,6 +77,19 @@ def detect_one(text: str, min_score: float = MIN_SCORE) -> tuple[str | None, flo
         return code, score
     other, prob = _second_opinion().classify(text)
     return (_code(other), float(prob)) if prob > score else (code, score)
+
+
+def _too_short(text: str) -> bool:
+    """Fewer than MIN_LETTERS letters (MIN_HAN for Chinese characters alone), all Latin, Cyrillic or Han."""
+    if len(text) >= 4 * MIN_LETTERS:  # cheap exit for ordinary sentences
+        return False
+    letters = [c for c in text if c.isalpha()]
+    if len(letters) >= MIN_LETTERS:
+        return False
+    scripts = {unicodedata.name(c, "?").split(" ", 1)[0] for c in letters}
+    if not scripts <= SHARED_SCRIPTS:
+        return False
+    return len(letters) < (MIN_HAN if scripts == {"CJK"} else MIN_LETTERS)
 
 
 def detect(texts: Sequence[str], min_score: float = MIN_SCORE) -> list[str | None]:
