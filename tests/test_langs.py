@@ -342,3 +342,16 @@ def test_a_broken_detector_never_stops_encoding(monkeypatch):
     assert vectors.shape == (len(HEBREW), 512) and np.isfinite(vectors).all()
     assert any("the language check could not run" in str(w.message) for w in caught)
     assert encoder.check_languages is False
+
+
+def test_embed_corpus_warns_once_per_language_and_quiet_turns_it_off(tmp_path):
+    pytest.importorskip("pyarrow", reason="embed-corpus needs pyarrow (the corpus extra)")
+    source = tmp_path / "mixed.txt"
+    source.write_text("\n".join(HEBREW * 30 + GERMAN * 30) + "\n", encoding="utf-8")
+    run = lambda out, *extra: subprocess.run([XLEMBED, "embed-corpus", "--input", str(source), "--out", str(out),  # noqa: E731
+                                              "--chunk-rows", "64", *extra], capture_output=True, text=True,
+                                             env={"HF_HUB_OFFLINE": "1", "PATH": ""})
+    loud, quiet = run(tmp_path / "a"), run(tmp_path / "b", "--quiet")
+    assert loud.returncode == 0 and quiet.returncode == 0, loud.stderr + quiet.stderr
+    assert loud.stderr.count("look like Hebrew (he)") == 1, loud.stderr  # several chunks, one warning
+    assert "warning" not in quiet.stderr

@@ -7,7 +7,7 @@ from typing import Optional
 
 import typer
 
-from .cli import DeviceOpt, ModelOpt, PickleOpt, PoolingOpt, PrecisionOpt, RemoteOpt, app, handle_errors
+from .cli import DeviceOpt, ModelOpt, PickleOpt, PoolingOpt, PrecisionOpt, QuietOpt, RemoteOpt, app, handle_errors
 from .parallel.corpus import Fields
 from .parallel.embed import DEFAULT_SHARD_ROWS, ENGINES
 from .parallel.shards import DTYPES, Settings
@@ -39,6 +39,7 @@ def embed_corpus(
     resume: bool = typer.Option(False, "--resume", help="Finish an interrupted job in --out: only missing shards are embedded."),
     allow_pickle: bool = PickleOpt,
     trust_remote_code: bool = RemoteOpt,
+    quiet: bool = QuietOpt,
 ) -> None:
     """Embed a corpus into Parquet shards with bounded memory; resumable; locally or on Ray."""
     import sys
@@ -51,7 +52,7 @@ def embed_corpus(
     settings = Settings(fields=Fields(text_field, id_field), prompt=prompt, normalize=normalize, dtype=dtype,
                         batch_size=batch_size, chunk_rows=chunk_rows, skip_bad=skip_bad)
     result = run(input, out, spec, settings, shard_rows=shard_rows, engine=engine, resume=resume, workers=workers,
-                 address=address, progress=sys.stderr.isatty())
+                 address=address, progress=sys.stderr.isatty(), check_languages=not quiet)
     model_name = result.model.get("name", "?")
     typer.echo(
         f"embedded {result.vectors} of {result.rows} rows with {model_name} ({result.model.get('precision', '?')}, "

@@ -44,11 +44,14 @@ class CorpusResult:
 
 def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None = None, settings: Settings = Settings(),
                  *, shard_rows: int = DEFAULT_SHARD_ROWS, engine: str = "local", resume: bool = False,
-                 workers: int | None = None, address: str | None = None, progress: bool | None = None) -> CorpusResult:
+                 workers: int | None = None, address: str | None = None, progress: bool | None = None,
+                 check_languages: bool = True) -> CorpusResult:
     """Embed every row of ``inputs`` (files or globs) into shards under ``out``.
 
     engine: "local" (this process) or "ray" (a Ray Data actor pool of ``workers``, each loading the model once from
         ``spec``; ``address`` joins a running cluster, None starts a local one bound to 127.0.0.1).
+    check_languages: the encoder's language check (one warning per language the model was not trained on; on Ray
+        from each worker, in its log).
     """
     started = time.perf_counter()
     spec = spec or LoadSpec()
@@ -72,6 +75,7 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
     try:
         if engine == "local" and pending:
             encoder = load(spec)
+            encoder.check_languages = check_languages
             manifest.model = model_facts(encoder, settings)
             for shard in pending:
                 manifest.record(embed_shard(encoder, shard, manifest.folder, settings,
@@ -85,7 +89,8 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
                 if bar is not None:
                     bar.update(entry["rows"])
 
-            run_on_ray(spec, settings, pending, manifest.folder, finished, workers=workers, address=address)
+            run_on_ray(spec, settings, pending, manifest.folder, finished, workers=workers, address=address,
+                       check_languages=check_languages)
     finally:
         if bar is not None:
             bar.close()

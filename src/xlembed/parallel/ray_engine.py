@@ -24,7 +24,8 @@ from .shards import Segment, Settings, Shard, embed_shard, model_facts, settings
 
 
 def run_on_ray(spec: LoadSpec, settings: Settings, shards: list[Shard], out: Path,
-               finished: Callable[[dict, dict], None], workers: int | None = None, address: str | None = None) -> None:
+               finished: Callable[[dict, dict], None], workers: int | None = None, address: str | None = None,
+               check_languages: bool = True) -> None:
     """Embed ``shards`` on Ray; ``finished(entry, model_facts)`` is called here as each shard is written."""
     if not shards:
         return
@@ -43,7 +44,7 @@ def run_on_ray(spec: LoadSpec, settings: Settings, shards: list[Shard], out: Pat
         embedded = dataset.map_batches(
             ShardWorker, batch_size=1, compute=ray.data.ActorPoolStrategy(size=min(workers, len(items))), num_cpus=threads,
             fn_constructor_kwargs={"spec": spec.to_dict(), "settings": json.dumps(settings_dict(settings)),
-                                   "out": str(out), "threads": threads},
+                                   "out": str(out), "threads": threads, "check_languages": check_languages},
         )
         for row in embedded.iter_rows():
             entry = json.loads(row["entry"])
@@ -66,7 +67,7 @@ def run_on_ray(spec: LoadSpec, settings: Settings, shards: list[Shard], out: Pat
 class ShardWorker:
     """A Ray actor: one Encoder for its lifetime (built from the load spec), one shard per call."""
 
-    def __init__(self, spec: dict, settings: str, out: str, threads: int):
+    def __init__(self, spec: dict, settings: str, out: str, threads: int, check_languages: bool = True):
         from ..backends.threads import set_cpu_threads
         from ..loading import load
 
@@ -74,6 +75,7 @@ class ShardWorker:
         self.settings = settings_from_json(settings)
         self.out = Path(out)
         self.encoder = load(LoadSpec.from_dict(spec))
+        self.encoder.check_languages = check_languages
         self.model = json.dumps(model_facts(self.encoder, self.settings))
 
     def __call__(self, batch: dict) -> dict:

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Iterator
 
 from ..errors import BadInputError, DataFormatError, XlembedWarning
+from ..langs.coverage import LanguageWarning
 from ..paths import atomic_file, write_text_atomic
 from .corpus import Fields, Row, Source, read_rows
 
@@ -115,6 +116,7 @@ def embed_shard(encoder, shard: Shard, out: Path, settings: Settings, on_chunk=N
     vectors = truncated = recomputed = 0
     with atomic_file(path, suffix=".parquet") as tmp, warnings.catch_warnings():
         warnings.simplefilter("ignore", XlembedWarning)  # counted per shard below instead of one warning per chunk
+        warnings.simplefilter("always", LanguageWarning)  # except the language check's (once per language already)
         with pq.ParquetWriter(tmp, schema) as writer:
             for matrix in encoder.encode_stream(texts(), chunk_size=settings.chunk_rows, batch_size=settings.batch_size,
                                                 normalize=settings.normalize, prompt=settings.prompt):
