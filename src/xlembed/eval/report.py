@@ -116,7 +116,7 @@ def _summary(records: list[RunRecord], grades: dict) -> tuple[list[str], list[li
 def _coverage(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
     """Tatoeba accuracy per language with whether the model was trained on it: '95.1 yes', '0.9 NO', '88.0 ?'
     (languages unknown); header + rows, empty when no Tatoeba was run."""
-    from ..langs.codes import _canonical
+    from ..langs.codes import canonical_or_none
     from ..langs.recommend import candidates_of
 
     langs = list(dict.fromkeys(r.result.language for r in records
@@ -127,7 +127,7 @@ def _coverage(records: list[RunRecord]) -> tuple[list[str], list[list[str]]]:
     for cand in candidates_of(records, ""):
         cells, trained_count = [], 0
         for lang in langs:
-            code = _canonical(lang) or lang
+            code = canonical_or_none(lang) or lang
             state, score = cand.status(code)
             trained = cand.trained_on(code)
             trained_count += bool(trained)

@@ -50,8 +50,15 @@ def canonical(code: str) -> str:
     return found
 
 
+def canonical_or_none(code: str) -> str | None:
+    """``canonical(code)``, or None for a code that names no language (where unknown labels are expected)."""
+    if not isinstance(code, str) or not code.strip():
+        return None
+    return _canonical(code.strip())
+
+
 def is_known(code: str) -> bool:
-    return isinstance(code, str) and bool(code.strip()) and _canonical(code.strip()) is not None
+    return canonical_or_none(code) is not None
 
 
 def parse_codes(text: str | Sequence[str], what: str = "--langs") -> list[str]:

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BadInputError, XlembedWarning
-from .codes import canonical_set, covered, label
+from .codes import canonical_or_none, canonical_set, covered, label
 from .detect import DEFAULT_SAMPLE, LanguageMix, language_mix
 
 MIN_SHARE = 0.05  # an uncovered language is reported when it holds at least this share of the sample
@@ -85,8 +85,6 @@ def _distill_record(folder: Path) -> tuple[tuple[str, ...], str] | None:
     """Languages of a student written by ``xlembed distill``: English and the languages of its pairs (what its
     vectors were taught to match the teacher on)."""
     from ..distill.run import SUMMARY_NAME
-    from .codes import _canonical
-
     path = folder / SUMMARY_NAME
     if not path.is_file():
         return None
@@ -94,7 +92,7 @@ def _distill_record(folder: Path) -> tuple[tuple[str, ...], str] | None:
         per_lang = json.loads(path.read_text(encoding="utf-8"))["data"]["pairs_per_language"]
     except (OSError, ValueError, KeyError, TypeError):
         return None
-    codes = {c for c in (_canonical(lang) for lang in per_lang) if c is not None} | {"en"}
+    codes = {c for c in (canonical_or_none(lang) for lang in per_lang) if c is not None} | {"en"}
     return tuple(sorted(codes)), f"English and the languages of its distillation pairs ({SUMMARY_NAME})"
 
 
@@ -164,14 +162,12 @@ def check_training_pairs(pairs, student_name: str, student_languages: Sequence[s
     """Distillation data against what it claims: for each language the pairs are labelled with (file name or
     --lang), whether the non-English side looks like it, and whether the student was trained on it (the teacher
     only ever encodes the English side, so its languages do not matter). One message per problem."""
-    from .codes import _canonical
-
     by_lang: dict[str, list[str]] = {}
     for pair in pairs:
         by_lang.setdefault(pair.lang, []).append(pair.other)
     problems = []
     for lang, texts in sorted(by_lang.items()):
-        code = _canonical(lang)
+        code = canonical_or_none(lang)
         mix = language_mix(texts, sample=sample)
         main = mix.main(0.5)
         if code is not None and main and not covered(main[0], [code]):

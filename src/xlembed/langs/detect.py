@@ -19,7 +19,7 @@ from typing import Sequence
 
 import numpy as np
 
-from .codes import DATA, _canonical, name
+from .codes import DATA, canonical_or_none, name
 
 DEFAULT_SAMPLE = 256  # texts looked at per call: a share of +-3 points at 95%, ~5 ms
 MIN_SCORE = 0.5  # below this the text counts as undetermined (numbers, names, one word of a shared script)
@@ -62,7 +62,7 @@ def _label_fixes() -> dict[str, str]:
 @lru_cache(maxsize=512)
 def _code(label: str) -> str:
     label = _label_fixes().get(label, label)
-    return _canonical(label) or label
+    return canonical_or_none(label) or label
 
 
 def detect_one(text: str, min_score: float = MIN_SCORE) -> tuple[str | None, float]:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import BadInputError
-from .codes import canonical, canonical_set, covered, parse_codes
+from .codes import canonical_or_none, canonical_set, covered, parse_codes
 
 MEASURED = Path(__file__).with_name("measured.json")
 COVERED_SCORE = 50.0  # a measured Tatoeba accuracy at least this high counts as covering the language
@@ -109,7 +109,7 @@ def candidates_of(records, source: str) -> list[Candidate]:
                 table[key].languages = tuple(sorted(canonical_set(entry.language_codes)))
         cand, result = table[key], r.result
         if result.task == "tatoeba" and result.dataset == "tatoeba":
-            code = _tatoeba_code(result.language)
+            code = canonical_or_none(result.language)
             if code is not None:
                 cand.tatoeba[code] = result.main
         elif result.task == "speed":
@@ -122,13 +122,6 @@ def candidates_of(records, source: str) -> list[Candidate]:
                 langs = result.details["languages"]
                 cand.languages = tuple(langs) if langs is not None else None
     return list(table.values())
-
-
-def _tatoeba_code(language: str) -> str | None:
-    try:
-        return canonical(language)
-    except BadInputError:
-        return None
 
 
 def recommend(langs: Sequence[str] | str, max_latency_ms: float | None = None, max_memory_mb: float | None = None,
