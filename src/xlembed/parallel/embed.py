@@ -19,6 +19,7 @@ import numpy as np
 
 from ..errors import BadInputError, DataFormatError
 from ..loading import LoadSpec, load, resolve
+from ..train.loop import progress_bar
 from .corpus import Fields, find_sources
 from .shards import (DTYPES, MANIFEST, Manifest, Settings, embed_shard, model_facts, plan_shards, require_pyarrow,
                      settings_dict, stale_temporaries)
@@ -71,7 +72,8 @@ def embed_corpus(inputs: list[str] | str, out: Path | str, spec: LoadSpec | None
         manifest.shards.pop(shard.index, None)  # listed but its file is gone or changed: redone
     manifest.save()  # at once: a run killed before its first shard leaves a folder that --resume recognises
     done_before = len(shards) - len(pending)
-    bar = _progress_bar(sum(s.rows for s in shards), sum(s.rows for s in shards) - sum(s.rows for s in pending), progress)
+    bar = progress_bar(sum(s.rows for s in shards), sum(s.rows for s in shards) - sum(s.rows for s in pending), progress,
+                       "embed-corpus", unit="sent", unit_scale=True)
     try:
         if engine == "local" and pending:
             encoder = load(spec)
@@ -140,17 +142,3 @@ def _check(settings: Settings, shard_rows: int, engine: str, workers: int | None
                             f"{settings.chunk_rows}, {settings.batch_size})")
     if workers is not None and (engine != "ray" or workers < 1):
         raise BadInputError(f"workers is a positive count for the ray engine (got {workers} with engine {engine!r})")
-
-
-def _progress_bar(total: int, initial: int, progress: bool | None):
-    import sys
-
-    if progress is None:
-        progress = sys.stderr.isatty()
-    if not progress:
-        return None
-    from tqdm.auto import tqdm
-
-    return tqdm(total=total, initial=initial, desc="embed-corpus", unit="sent", unit_scale=True, dynamic_ncols=True)
-
-

@@ -148,7 +148,7 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
 
     params = [p for g in optimizer.param_groups for p in g["params"]]
     flag: dict = {}
-    bar = _progress_bar(total_steps, state["step"], progress, desc) if main else None
+    bar = progress_bar(total_steps, state["step"], progress, desc) if main else None
     stopped = "completed"
     model.train(config.dropout)  # only dropout differs between the modes of these models
     with stop_on_signals(flag):
@@ -389,14 +389,16 @@ def rss_mb() -> float | None:
     return round(pages * os.sysconf("SC_PAGE_SIZE") / 2**20, 1)
 
 
-def _progress_bar(total: int, initial: int, progress: bool | None, desc: str):
+def progress_bar(total: int, initial: int, progress: bool | None, desc: str, unit: str = "step",
+                 unit_scale: bool = False):
+    """A tqdm bar starting at ``initial`` (a resumed run), or None; ``progress=None`` shows it on a terminal."""
     if progress is None:
         progress = sys.stderr.isatty()
     if not progress:
         return None
     from tqdm.auto import tqdm
 
-    return tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True)
+    return tqdm(total=total, initial=initial, desc=desc, unit=unit, unit_scale=unit_scale, dynamic_ncols=True)
 
 
 def as_dict(result: LoopResult) -> dict:
