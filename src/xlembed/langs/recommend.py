@@ -136,8 +136,8 @@ def recommend(langs: Sequence[str] | str, max_latency_ms: float | None = None, m
               ("disk size", "disk_mb", max_disk_mb, "MB"))
     ranked, excluded = [], []
     for cand in candidates:
-        reason = next((_beyond(cand, what, attr, limit, unit) for what, attr, limit, unit in limits
-                       if limit is not None and _beyond(cand, what, attr, limit, unit)), None)
+        beyond = (_beyond(cand, what, attr, limit, unit) for what, attr, limit, unit in limits if limit is not None)
+        reason = next((why for why in beyond if why), None)
         if reason:
             excluded.append((cand, reason))
             continue
