@@ -93,7 +93,8 @@ def _too_short(text: str) -> bool:
 
 
 def detect(texts: Sequence[str], min_score: float = MIN_SCORE) -> list[str | None]:
-    """One canonical code per text; None where the text has no letters or the detector is not confident."""
+    """One canonical code per text; None where the text has no letters, is too short (``_too_short``) or the
+    detectors are not confident."""
     out = []
     for text in texts:
         code, score = detect_one(text, min_score)
@@ -121,10 +122,6 @@ class LanguageMix:
     def share(self, code: str) -> float:
         return self.counts.get(code, 0) / self.n_sampled if self.n_sampled else 0.0
 
-    @property
-    def determined(self) -> int:
-        return self.n_sampled - self.undetermined
-
     def main(self, min_share: float = 0.05) -> list[str]:
         """The languages holding at least ``min_share`` of the sample (and two texts, unless three or fewer were looked at)."""
         least = 1 if self.n_sampled <= 3 else 2
@@ -134,7 +131,7 @@ class LanguageMix:
         rows = [{"language": c, "name": name(c), "texts": n, "share %": round(100 * n / self.n_sampled, 1)}
                 for c, n in self.counts.items()]
         if self.undetermined:
-            rows.append({"language": "-", "name": "undetermined (no letters or not confident)",
+            rows.append({"language": "-", "name": "undetermined (no letters, too short, or not confident)",
                          "texts": self.undetermined, "share %": round(100 * self.undetermined / self.n_sampled, 1)})
         return rows
 
