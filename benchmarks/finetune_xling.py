@@ -13,8 +13,9 @@ the trained models stay in OUT/models, ignored by git):
   kd      a 4-layer student (8 of the 12 layers of multilingual-e5-small dropped by measured importance;
           --kd-student teacher: of the teacher's fine-tuned encoder) distilled from the `nli` English model: soft
           labels (T=2, alpha=0.9) on SICK English train + the teacher's labels on unlabelled pairs (JSICK's
-          Japanese training pairs, XNLI English dev, STSb English train), against the same student on the hard
-          labels only; accuracy on SICK en / JSICK ja test and pairs/s of teacher and student (same run, torch fp32).
+          Japanese training pairs, XNLI English dev, STSb English train, and --kd-augment: SICK train pairs
+          reversed + 2 word-overlap neighbours per SICK train sentence, no dev/test pair), against the same student
+          on the hard labels only; accuracy on SICK en / JSICK ja test and pairs/s of teacher and student (same run, torch fp32).
 
     python benchmarks/finetune_xling.py                 # everything (~1-1.5 h on 2 cores)
     python benchmarks/finetune_xling.py --parts nli,kd
@@ -53,6 +54,8 @@ def parse_args(argv=None):
                    "checkpoint is kept; no early stopping)")
     p.add_argument("--kd-alpha", type=float, default=0.9, help="weight of the soft-label loss of the KD student")
     p.add_argument("--kd-lr", type=float, default=1e-4, help="learning rate of the distilled students")
+    p.add_argument("--kd-augment", type=int, default=2, help="the KD student's teacher-labelled pairs made from SICK "
+                   "train (reversed + N word-overlap neighbours per sentence; -1: none)")
     p.add_argument("--drop-layers", type=int, default=8, help="layers the student drops (of 12)")
     p.add_argument("--kd-student", default="base", choices=("base", "teacher"),
                    help="the students' encoder before dropping layers: 'teacher' (the NLI model's fine-tuned encoder, "
@@ -188,14 +191,17 @@ def part_kd(args, data: Path, out: Path, model: Path) -> dict:
     unlabeled = [f"{jsick}::lang=ja,split=train", str(data / "xnli_dev" / "dev-en.tsv"),
                  str(data / "stsb_multi_mt" / "stsb-en-train.csv")]
     runs = {}
+    augment = args.kd_augment if args.kd_augment >= 0 else None
     for name, alpha, extra in (("kd", args.kd_alpha, unlabeled), ("hard", 0.0, [])):
         folder = out / "models" / f"nli-student-{name}"
         if (folder / "finetune_results.json").is_file():
             summary = json.loads((folder / "finetune_results.json").read_text(encoding="utf-8"))
-        else:
+        else:  # the tests are given so that augmentation never makes a test pair
             summary = distill_classifier(out=folder, alpha=alpha, unlabeled=extra, resume=_interrupted(folder),
-                                         **common)
+                                         augment=augment if alpha > 0 else None,
+                                         tests=tests if alpha > 0 and augment is not None else None, **common)
         runs[name] = {"tests": _classify_rows(folder, tests), "training": summary["training"], "alpha": alpha,
+                      "augment": augment if alpha > 0 else None,
                       "unlabeled": summary["unlabeled"], "layers": summary["layers"], "student": args.kd_student}
     runs["teacher"] = {"tests": _classify_rows(teacher, tests)}
     pairs = read_examples(tests["en"], "pair-classify")

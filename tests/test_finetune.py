@@ -19,6 +19,7 @@ from xlembed.cli import app
 from xlembed.errors import BadInputError, DataFormatError, XlembedWarning
 from xlembed.finetune import (FinetuneConfig, distill_classifier, finetune, kd_loss, load_classifier, predict,
                               read_examples, read_inputs, transfer)
+from xlembed.finetune.augment import augmented_pairs
 from xlembed.finetune.data import read_many
 from xlembed.finetune.objectives import classification_figures
 from xlembed.train import TrainingInterrupted
@@ -302,6 +303,35 @@ def test_distill_classifier_with_soft_labels_and_cached_teacher_logits(tiny, tmp
     assert "distilled from" in (tmp_path / "student" / "README.md").read_text()
     with pytest.raises(BadInputError, match="alpha"):
         distill_classifier(out=tmp_path / "s3", **{**kw, "alpha": 1.5})
+    test = _pair_file(tmp_path / "test.tsv", 20, 3)
+    augmented = distill_classifier(out=tmp_path / "s4", **{**kw, "augment": 1, "tests": {"t": str(test)}})
+    made = augmented["unlabeled"][1]
+    assert made["path"].startswith("augmented: train.tsv") and made["examples"] > 0
+    with pytest.raises(BadInputError, match="augment"):
+        distill_classifier(out=tmp_path / "s5", **{**kw, "augment": -1})
+
+
+def test_augmented_pairs_reverse_and_pair_neighbours_but_never_a_known_pair():
+    a = ["a man is playing a guitar", "a dog runs in the park", "the woman slices an onion"]
+    b = ["a man is playing an instrument", "a dog is running in a park", "nobody is slicing an onion"]
+    known = [("a man is playing a guitar", "a woman is playing a guitar")]
+    extra_a, extra_b = augmented_pairs(a, b + [], neighbours=1, known=known + [(b[2], "the woman slices an onion")])
+    made = list(zip(extra_a, extra_b))
+    assert (b[0], a[0]) in made and (b[1], a[1]) in made  # reversed training pairs
+    assert (b[2], a[2]) not in made  # that reversal is a known (test) pair
+    assert len(made) == len(set(made)) and not set(made) & set(zip(a, b))
+    # each sentence's nearest by word overlap: the guitar sentence's is the instrument one, already a pair, so the next
+    assert ("a man is playing a guitar", "a man is playing an instrument") not in made
+    assert all(x != y for x, y in made)
+    neighbours = made[2:]  # after the 2 reversals: one neighbour for each of the 6 sentences, sharing words with it
+    assert len(neighbours) == 6 and len({x for x, _ in neighbours}) == 6
+    assert all(set(x.split()) & set(y.split()) for x, y in neighbours)
+    # the known pair is left out in both orders even though its sentences overlap most
+    pool = a + ["a woman is playing a guitar"]
+    pa, pb = augmented_pairs(pool, pool[::-1], neighbours=3, known=known)
+    assert not {("a man is playing a guitar", "a woman is playing a guitar"),
+                ("a woman is playing a guitar", "a man is playing a guitar")} & set(zip(pa, pb))
+    assert augmented_pairs(a, b, neighbours=0) == (b, a)
 
 
 # ---------------------------------------------------------------- the CLI

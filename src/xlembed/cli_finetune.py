@@ -75,7 +75,7 @@ def finetune(
                      eval_every=eval_every, patience=patience, prompt=prompt, seed=seed, device=device)
     summary = run(model=model, task=task, train=train, dev=dev, out=out, config=config, resume=resume,
                   overwrite=overwrite, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
-                  tests=test)
+                  tests=test, augment=augment)
     distributed.shutdown()
     if "rank" not in summary:  # rank 0 wrote the folder and reports
         _report(summary, out)
@@ -117,6 +117,7 @@ def distill_classifier(
     drop_layers: int = typer.Option(0, "--drop-layers", help="Remove N of the student's layers first, chosen by measured importance."),
     temperature: float = typer.Option(2.0, "--temperature", help="Softmax temperature T of the soft labels."),
     alpha: float = typer.Option(0.5, "--alpha", help="Weight of the soft-label loss (T^2 x KL, batchmean); 1 - alpha weighs the hard labels; 0: hard labels only."),
+    augment: Optional[int] = typer.Option(None, "--augment", help="Pair tasks: the teacher also labels pairs made from the training pairs: each reversed, and each sentence with its N most word-overlapping training sentences (0: reversed only); dev and --test pairs are never made."),
     epochs: Optional[int] = EpochsOpt, max_steps: Optional[int] = MaxStepsOpt, batch_size: Optional[int] = BatchOpt,
     lr: Optional[float] = LrOpt, head_lr: Optional[float] = HeadLrOpt, warmup: Optional[float] = WarmupOpt,
     weight_decay: Optional[float] = DecayOpt, max_length: Optional[int] = MaxLenOpt, freeze: Optional[str] = FreezeOpt,
@@ -132,7 +133,7 @@ def distill_classifier(
     summary = run(teacher=str(teacher), student=student, train=train, out=out, unlabeled=unlabeled or (), dev=dev,
                   drop_layers=drop_layers, temperature=temperature, alpha=alpha, config=config, resume=resume,
                   overwrite=overwrite, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
-                  tests=test)
+                  tests=test, augment=augment)
     _report(summary, out)
 
 

@@ -395,10 +395,13 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
                        dev: str | None = None, drop_layers: int = 0, temperature: float = 2.0, alpha: float = 0.5,
                        config: FinetuneConfig | None = None, resume: bool = False, overwrite: bool = False,
                        progress: bool | None = None, cache_root: Path | None = None, command: str | None = None,
-                       on_step=None, tests: str | Mapping[str, str] | None = None) -> dict:
+                       on_step=None, tests: str | Mapping[str, str] | None = None, augment: int | None = None) -> dict:
     """Train ``student`` (an encoder; ``drop_layers`` of its layers removed first, chosen by measured importance)
     with a new head on ``teacher``'s softened outputs: alpha x T^2 x KL + (1 - alpha) x CE on the labels of
-    ``train``; ``unlabeled`` files add rows that only the teacher labels. alpha=0 is hard-label training."""
+    ``train``; ``unlabeled`` files add rows that only the teacher labels. alpha=0 is hard-label training.
+    ``augment`` (pair tasks): also rows the teacher labels made from the training pairs, each reversed and each
+    sentence with its ``augment`` most word-overlapping training sentences (``augment.augmented_pairs``; no pair
+    of ``dev`` or ``tests``)."""
     config = config or FinetuneConfig()
     config.check()
     if distributed.launched_as_rank():
@@ -409,6 +412,8 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
         raise BadInputError(f"alpha is the weight of the soft-label loss, in [0, 1], got {alpha}")
     if drop_layers < 0:
         raise BadInputError(f"drop_layers must be >= 0, got {drop_layers}")
+    if augment is not None and augment < 0:
+        raise BadInputError(f"augment is the number of neighbour pairs per training sentence, >= 0, got {augment}")
     tests = parse_tests(tests) if tests else None
     out = check_output_folder(Path(out), overwrite)
     teacher_clf = load_classifier(teacher, precision="fp32", device=config.device)
@@ -425,6 +430,12 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
             if extra_b is not None:
                 extra_b += more.texts_b
             extra_facts.append({"path": more.path, "examples": len(more)})
+        if augment is not None:
+            more_a, more_b = _augmented(teacher_clf.pair, train_ex, dev_ex, tests, task, augment, config.seed)
+            extra_a += more_a
+            extra_b += more_b
+            extra_facts.append({"path": f"augmented: {Path(train_ex.path).name} pairs reversed + {augment} "
+                                        f"neighbours per sentence", "examples": len(more_a)})
     texts_a = train_ex.texts_a + extra_a
     texts_b = train_ex.texts_b + extra_b if teacher_clf.pair else None
     all_ids = ids + [-1] * len(extra_a)
@@ -449,7 +460,7 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
     prefix = encoder.resolve_prompt(config.prompt)
     _seed(config.seed)
     fingerprint = _fingerprint(config, task, [train_ex, dev_ex], str(student), prefix,
-                               extra=[teacher, drop_layers, temperature, alpha, len(extra_a)])
+                               extra=[teacher, drop_layers, temperature, alpha, len(extra_a), augment])
     net = trainable_classifier(st, len(teacher_clf.labels), teacher_clf.pair, encoder.dim).to(config.device)
     objective = ClassifierObjective(texts_a, texts_b, all_ids, teacher_clf.labels, prefix, config.device, dev_ex,
                                     dev_ids, teacher_logits=logits, temperature=temperature, alpha=alpha,
@@ -468,6 +479,21 @@ def distill_classifier(*, teacher: str, student: str, train: str, out: Path | st
     _warn_collapse(loop.best, "the kept weights")
     _write(out, overwrite, encoder, st, net, teacher_clf.labels, teacher_clf.pair, prefix, task, summary)
     return _add_tests(out, summary, tests, teacher=teacher)
+
+
+def _augmented(pair: bool, train_ex: Examples, dev_ex: Examples | None, tests: dict | None, task: str, neighbours: int,
+               seed: int) -> tuple[list[str], list[str]]:
+    """``augment.augmented_pairs`` of the training pairs, leaving out every dev and test pair."""
+    from .augment import augmented_pairs
+
+    if not pair:
+        raise BadInputError("augment makes new text pairs: it needs a pair classifier (the teacher classifies "
+                            "single texts); leave it out, or give more texts with unlabeled")
+    known = []
+    for examples in [dev_ex] + [read_examples(spec, task) for spec in (tests or {}).values()]:
+        if examples is not None and examples.texts_b is not None:
+            known += zip(examples.texts_a, examples.texts_b)
+    return augmented_pairs(train_ex.texts_a, train_ex.texts_b, neighbours, known, seed)
 
 
 def _layer_count(st) -> int | None:
