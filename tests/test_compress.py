@@ -271,7 +271,8 @@ def test_outlier_split_only_where_the_ratio_says(unigram, tmp_path):
     import onnx
 
     from xlembed.compress.onnx_export import export_onnx_folder
-    from xlembed.compress.quantize import _outlier_ratio, activation_maxima, calibration_texts, split_outlier_channels
+    from xlembed.compress.quantize import (_outlier_ratio, activation_maxima, calibration_texts, split_outlier_channels,
+                                           weight_matmuls)
 
     folder = export_onnx_folder(xlembed.load(unigram), tmp_path / "fp32", precision="fp32")
     model = onnx.load(str(folder / "model.onnx"))
@@ -281,6 +282,15 @@ def test_outlier_split_only_where_the_ratio_says(unigram, tmp_path):
     excluded = split_outlier_channels(model, maxima, k=2, min_ratio=cut)
     wanted = sum(1 for r in ratios if r >= cut)
     assert 0 < sum(n.endswith("_gather") for n in excluded) == wanted < len(ratios)
+    # scope "down": only the MatMuls with more input than output channels (the 3 FFN output projections)
+    model = onnx.load(str(folder / "model.onnx"))
+    shapes = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    down = {n.name for n in weight_matmuls(model) if shapes[n.input[1]][0] > shapes[n.input[1]][1]}
+    excluded = split_outlier_channels(model, maxima, k=2, scope="down")
+    assert len(down) == 3 and sum(n.endswith("_gather") for n in excluded) == 3
+    assert {n[: -len("_xlembed_outliers_fp32")] for n in excluded if n.endswith("_fp32")} == down
+    with pytest.raises(BadInputError, match="outlier_scope must be 'down' or 'all'"):
+        split_outlier_channels(onnx.load(str(folder / "model.onnx")), maxima, k=2, scope="up")
 
 
 def test_export_fuses_attention_and_matches_torch(unigram, tmp_path):
