@@ -165,6 +165,17 @@ class Server:
             return self.proc.wait(10)
 
 
+def server_flags(flag: str) -> list[str]:
+    """'' -> [], 'quiet' -> ['--quiet'], 'threads1' -> ['--threads', '1']."""
+    if flag == "quiet":
+        return ["--quiet"]
+    if flag.startswith("threads") and flag[7:].isdigit():
+        return ["--threads", flag[7:]]
+    if flag:
+        sys.exit(f"unknown server flag {flag!r} in --xlembed: use PRECISION, PRECISION:quiet or PRECISION:threadsN")
+    return []
+
+
 def xlembed_server(args, precision: str, port: int, work: Path, extra: list[str] = ()) -> Server:
     exe = str(Path(sys.executable).with_name("xlembed"))
     argv = [exe, "serve", "--model", args.model, "--precision", precision, "--port", str(port),
@@ -356,7 +367,7 @@ def main() -> None:
     servers = []
     for spec in filter(None, args.xlembed.split(",")):
         precision, _, flag = spec.partition(":")  # int8:quiet = without the per-request language check
-        extra = ["--quiet"] if flag == "quiet" else []
+        extra = server_flags(flag)
         servers.append(lambda p=precision, e=extra: xlembed_server(args, p, args.port or free_port(), work, e))
     skipped = None
     engines = [e for e in args.infinity.split(",") if e]

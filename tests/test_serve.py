@@ -352,6 +352,8 @@ def test_tiny_real_model_through_a_load_spec(tmp_path):
 def test_config_and_keys_errors(tmp_path, monkeypatch):
     with pytest.raises(BadInputError, match="max_queue .* must be at least max_inputs"):
         ServeConfig(max_queue=10, max_inputs=100).check()
+    with pytest.raises(BadInputError, match="threads must be a positive integer, got 0 .CLI: --threads."):
+        ServeConfig(threads=0).check()
     with pytest.raises(BadInputError, match="holds no key"):
         empty = tmp_path / "keys.txt"
         empty.write_text("# none\n\n")
@@ -380,7 +382,7 @@ def test_cli_serves_e5_int8_and_use_with_openai_and_drains_on_sigterm(tmp_path, 
     port = free_port()
     exe = Path(sys.executable).with_name("xlembed")
     proc = subprocess.Popen([str(exe), "serve", "--model", str(e5_dir), "--precision", "int8", "--model",
-                             "use-multilingual", "--port", str(port), "--api-key-file", str(keyfile)],
+                             "use-multilingual", "--port", str(port), "--api-key-file", str(keyfile), "--threads", "1"],
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                             env={**os.environ, "HF_HUB_OFFLINE": "1"})
     try:

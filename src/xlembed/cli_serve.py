@@ -43,6 +43,7 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Permit pytorch_model.bin weights (pickles can run code)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Permit model code shipped with the files."),
+    threads: Optional[int] = typer.Option(D.threads, "--threads", help="CPU threads of each model's forward pass (default: all cores)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Skip the language check of each request (no X-Uncovered-Languages header, no xlembed_inputs_by_language metric)."),
 ) -> None:
     """Serve models over HTTP with OpenAI's embeddings API (POST /v1/embeddings, GET /v1/models, /health, /metrics)."""
@@ -55,7 +56,7 @@ def serve(
     config = ServeConfig(host=host, port=port, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                          max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs,
                          payload_limit=payload_limit, truncate=truncate, api_keys=read_api_keys(api_key_file),
-                         graceful_seconds=graceful_seconds, check_languages=not quiet)
+                         graceful_seconds=graceful_seconds, check_languages=not quiet, threads=threads)
     config.check()
     code = run(model_table(specs), config, log_level=log_level)
     raise typer.Exit(code)

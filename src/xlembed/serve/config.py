@@ -27,6 +27,8 @@ class ServeConfig:
     # detect the languages of each request's texts (a sample of 256 at most): X-Uncovered-Languages header and
     # the xlembed_inputs_by_language metric
     check_languages: bool = True
+    # CPU threads of each model's forward pass (None: all cores); fewer leave cores to the HTTP side and the clients
+    threads: int | None = None
 
     def check(self) -> None:
         positive = {"max_batch_tokens": self.max_batch_tokens, "max_batch_size": self.max_batch_size,
@@ -39,6 +41,8 @@ class ServeConfig:
         if self.max_queue < self.max_inputs:
             raise BadInputError(f"max_queue ({self.max_queue}) must be at least max_inputs ({self.max_inputs}): a "
                                 "request of max_inputs inputs would never fit the queue")
+        if self.threads is not None and (not isinstance(self.threads, int) or self.threads < 1):
+            raise BadInputError(f"threads must be a positive integer, got {self.threads!r} (CLI: --threads)")
         if not 0 < self.port < 65536:
             raise BadInputError(f"port must be 1..65535, got {self.port}")
 

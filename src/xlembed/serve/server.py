@@ -40,8 +40,11 @@ def serve(models: Mapping[str, LoadSpec], config: ServeConfig | None = None, *, 
     """Serve until SIGTERM/SIGINT; returns the exit code (1 when a model failed to load)."""
     import uvicorn
 
+    from ..backends.threads import set_cpu_threads
+
     config = config or ServeConfig()
     config.check()
+    set_cpu_threads(config.threads)  # before the models load: their sessions take it when they are created
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the response headers report truncation; one warning per batch in the log would only be noise
     warnings.filterwarnings("ignore", message=r"\d+ of \d+ texts are longer than", category=XlembedWarning)
