@@ -14,7 +14,7 @@ the trained models stay in OUT/models, ignored by git):
           --kd-student teacher: of the teacher's fine-tuned encoder) distilled from the `nli` English model: soft
           labels (T=2, alpha=0.9) on SICK English train + the teacher's labels on unlabelled pairs (JSICK's
           Japanese training pairs, XNLI English dev, STSb English train, and --kd-augment: SICK train pairs
-          reversed + 2 word-overlap neighbours per SICK train sentence, no dev/test pair), against the same student
+          reversed + 4 word-overlap neighbours per SICK train sentence, no dev/test pair), against the same student
           on the hard labels only; accuracy on SICK en / JSICK ja test and pairs/s of teacher and student (same run, torch fp32).
 
     python benchmarks/finetune_xling.py                 # everything (~1-1.5 h on 2 cores)
@@ -54,7 +54,7 @@ def parse_args(argv=None):
                    "checkpoint is kept; no early stopping)")
     p.add_argument("--kd-alpha", type=float, default=0.9, help="weight of the soft-label loss of the KD student")
     p.add_argument("--kd-lr", type=float, default=1e-4, help="learning rate of the distilled students")
-    p.add_argument("--kd-augment", type=int, default=2, help="the KD student's teacher-labelled pairs made from SICK "
+    p.add_argument("--kd-augment", type=int, default=4, help="the KD student's teacher-labelled pairs made from SICK "
                    "train (reversed + N word-overlap neighbours per sentence; -1: none)")
     p.add_argument("--drop-layers", type=int, default=8, help="layers the student drops (of 12)")
     p.add_argument("--kd-student", default="base", choices=("base", "teacher"),
