@@ -369,6 +369,19 @@ def test_config_and_keys_errors(tmp_path, monkeypatch):
         pair_precisions(["a"], ["int8", "fp32"])
 
 
+def test_threads_setting_reaches_torch_models_without_importing_torch(tmp_path):
+    """serve --threads: an ONNX/USE-only server must not pay for importing torch (~170 MiB); a torch model
+    loaded afterwards still gets the share."""
+    folder = make_tiny_st_folder(tmp_path / "tiny")
+    script = ("import sys\nfrom xlembed.backends.threads import set_cpu_threads\nset_cpu_threads(1)\n"
+              "assert 'torch' not in sys.modules, 'set_cpu_threads imported torch'\nimport xlembed\n"
+              f"xlembed.load({str(folder)!r})\nimport torch\nprint(torch.get_num_threads())\n")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300,
+                         env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.split()[-1] == "1"
+
+
 # ---------------------------------------------------------------- the real CLI, a real model, SIGTERM
 
 

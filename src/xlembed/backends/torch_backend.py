@@ -72,6 +72,9 @@ class TorchEncoder(Encoder):
         from sentence_transformers import SentenceTransformer
         from sentence_transformers.models import Pooling, Transformer
 
+        from .threads import apply_torch_threads
+
+        apply_torch_threads()
         device = resolve_device(device)
         check_torch_precision(precision, device)
         model_kwargs = {"dtype": torch.float32, "use_safetensors": not allow_pickle}
