@@ -309,6 +309,12 @@ def test_distill_classifier_with_soft_labels_and_cached_teacher_logits(tiny, tmp
     assert made["path"].startswith("augmented: train.tsv") and made["examples"] > 0
     with pytest.raises(BadInputError, match="augment"):
         distill_classifier(out=tmp_path / "s5", **{**kw, "augment": -1})
+    result = CliRunner().invoke(app, ["distill-classifier", "--teacher", str(tmp_path / "teacher"), "--student", str(tiny),
+                                      "--train", str(train), "--dev", str(dev), "--test", f"t={test}", "--augment", "1",
+                                      "--epochs", "1", "--batch-size", "16", "--out", str(tmp_path / "s6")])
+    assert result.exit_code == 0, result.output
+    written = json.loads((tmp_path / "s6" / "finetune_results.json").read_text())
+    assert written["unlabeled"][-1]["examples"] == made["examples"]  # the same pairs made through the CLI
 
 
 def test_augmented_pairs_reverse_and_pair_neighbours_but_never_a_known_pair():

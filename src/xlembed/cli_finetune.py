@@ -75,7 +75,7 @@ def finetune(
                      eval_every=eval_every, patience=patience, prompt=prompt, seed=seed, device=device)
     summary = run(model=model, task=task, train=train, dev=dev, out=out, config=config, resume=resume,
                   overwrite=overwrite, progress=sys.stderr.isatty(), command=shlex.join(["xlembed", *sys.argv[1:]]),
-                  tests=test, augment=augment)
+                  tests=test)
     distributed.shutdown()
     if "rank" not in summary:  # rank 0 wrote the folder and reports
         _report(summary, out)

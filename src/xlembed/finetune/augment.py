@@ -41,7 +41,6 @@ def augmented_pairs(texts_a: Sequence[str], texts_b: Sequence[str], neighbours: 
 
     for a, b in zip(texts_a, texts_b):
         add(b, a)
-    seen |= {(b, a) for a, b in training}
     if neighbours <= 0:
         return out_a, out_b
     sentences = sorted(set(texts_a) | set(texts_b))
