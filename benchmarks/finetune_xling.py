@@ -194,14 +194,14 @@ def part_kd(args, data: Path, out: Path, model: Path) -> dict:
     augment = args.kd_augment if args.kd_augment >= 0 else None
     for name, alpha, extra in (("kd", args.kd_alpha, unlabeled), ("hard", 0.0, [])):
         folder = out / "models" / f"nli-student-{name}"
+        made = augment if alpha > 0 else None  # hard-label training has no use for pairs without labels
         if (folder / "finetune_results.json").is_file():
             summary = json.loads((folder / "finetune_results.json").read_text(encoding="utf-8"))
         else:  # the tests are given so that augmentation never makes a test pair
             summary = distill_classifier(out=folder, alpha=alpha, unlabeled=extra, resume=_interrupted(folder),
-                                         augment=augment if alpha > 0 else None,
-                                         tests=tests if alpha > 0 and augment is not None else None, **common)
+                                         augment=made, tests=tests if made is not None else None, **common)
         runs[name] = {"tests": _classify_rows(folder, tests), "training": summary["training"], "alpha": alpha,
-                      "augment": augment if alpha > 0 else None,
+                      "augment": made,
                       "unlabeled": summary["unlabeled"], "layers": summary["layers"], "student": args.kd_student}
     runs["teacher"] = {"tests": _classify_rows(teacher, tests)}
     pairs = read_examples(tests["en"], "pair-classify")
