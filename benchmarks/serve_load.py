@@ -63,8 +63,9 @@ def parse_args():
     p.add_argument("--out", default=str(REPO / "benchmarks" / "results" / "serve"), help="folder for results")
     p.add_argument("--work", default=str(REPO / ".cache" / "serve-bench"), help="folder for logs and ONNX files")
     p.add_argument("--infinity-python", default=str(REPO / ".cache" / "infinity-venv" / "bin" / "python"))
-    p.add_argument("--xlembed", default="int8,fp32,int8:quiet",
-                   help="xlembed precisions to serve, comma-separated; PRECISION:quiet serves it with --quiet (no "
+    p.add_argument("--xlembed", default="int8,int8:workers1,fp32,int8:quiet",
+                   help="xlembed precisions to serve, comma-separated; PRECISION:workersN / PRECISION:threadsN serve "
+                        "it with --workers N / --threads N; PRECISION:quiet serves it with --quiet (no "
                         "per-request language check), to measure what the check costs")
     p.add_argument("--infinity", default="optimum-int8,optimum-fp32",
                    help="infinity engines: optimum-fp32, optimum-int8, torch (comma-separated; '' for none)")
@@ -166,13 +167,15 @@ class Server:
 
 
 def server_flags(flag: str) -> list[str]:
-    """'' -> [], 'quiet' -> ['--quiet'], 'threads1' -> ['--threads', '1']."""
+    """'' -> [], 'quiet' -> ['--quiet'], 'threads1' -> ['--threads', '1'], 'workers1' -> ['--workers', '1']."""
     if flag == "quiet":
         return ["--quiet"]
-    if flag.startswith("threads") and flag[7:].isdigit():
-        return ["--threads", flag[7:]]
+    for option in ("threads", "workers"):
+        if flag.startswith(option) and flag[len(option):].isdigit():
+            return [f"--{option}", flag[len(option):]]
     if flag:
-        sys.exit(f"unknown server flag {flag!r} in --xlembed: use PRECISION, PRECISION:quiet or PRECISION:threadsN")
+        sys.exit(f"unknown server flag {flag!r} in --xlembed: use PRECISION, PRECISION:quiet, PRECISION:threadsN or "
+                 "PRECISION:workersN")
     return []
 
 

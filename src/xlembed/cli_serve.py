@@ -43,7 +43,8 @@ def serve(
     log_level: str = typer.Option("info", "--log-level", help="debug, info, warning or error."),
     allow_pickle: bool = typer.Option(False, "--allow-pickle", help="Permit pytorch_model.bin weights (pickles can run code)."),
     trust_remote_code: bool = typer.Option(False, "--trust-remote-code", help="Permit model code shipped with the files."),
-    threads: Optional[int] = typer.Option(D.threads, "--threads", help="CPU threads of each model's forward pass (default: all cores)."),
+    workers: int = typer.Option(D.workers, "--workers", help="Batches each model runs at once; with several, each forward pass gets the cores shared out (see --threads)."),
+    threads: Optional[int] = typer.Option(D.threads, "--threads", help="CPU threads of each forward pass (default: the cores / --workers)."),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="Skip the language check of each request (no X-Uncovered-Languages header, no xlembed_inputs_by_language metric)."),
 ) -> None:
     """Serve models over HTTP with OpenAI's embeddings API (POST /v1/embeddings, GET /v1/models, /health, /metrics)."""
@@ -56,7 +57,8 @@ def serve(
     config = ServeConfig(host=host, port=port, max_batch_tokens=max_batch_tokens, max_batch_size=max_batch_size,
                          max_wait_ms=max_wait_ms, max_queue=max_queue, max_inputs=max_inputs,
                          payload_limit=payload_limit, truncate=truncate, api_keys=read_api_keys(api_key_file),
-                         graceful_seconds=graceful_seconds, check_languages=not quiet, threads=threads)
+                         graceful_seconds=graceful_seconds, check_languages=not quiet, workers=workers,
+                         threads=threads)
     config.check()
     code = run(model_table(specs), config, log_level=log_level)
     raise typer.Exit(code)

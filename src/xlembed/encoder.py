@@ -86,6 +86,9 @@ class Encoder(ABC):
     # encode() detects the languages of a sample of its texts and warns once per language the model was not
     # trained on; set False (or pass check_languages=False) to skip it
     check_languages: bool = True
+    # encode() may run in several threads at once (the batch workers of ``xlembed serve``): backends whose
+    # tokenizer and runtime are safe to share set True; the others are called by one thread at a time
+    concurrent_encode: bool = False
 
     def __init__(self, info: ModelInfo):
         self.info = info

@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import threading
 import warnings
 from pathlib import Path
 
@@ -28,7 +29,12 @@ DISABLED_OPTIMIZERS: tuple[str, ...] = ("SkipLayerNormFusion",)
 # the encoder
 # ---------------------------------------------------------------------------------------------
 class OnnxEncoder(Encoder):
-    """An exported folder run by onnxruntime, with xlembed's batching, prompts and NaN guard."""
+    """An exported folder run by onnxruntime, with xlembed's batching, prompts and NaN guard.
+
+    encode() may be called from several threads at once: onnxruntime's Run is thread-safe and the tokenizer
+    locks its own settings."""
+
+    concurrent_encode = True
 
     def __init__(self, folder: Path, session, tokenizer, info: ModelInfo, files: dict[str, str], provider: str):
         super().__init__(info)
@@ -39,6 +45,7 @@ class OnnxEncoder(Encoder):
         self.provider = provider
         self._input_names = [i.name for i in session.get_inputs()]
         self._fp32_session = session if info.precision == "fp32" else None
+        self._fp32_lock = threading.Lock()  # the fp32 fallback session is made once, by the first thread needing it
 
     @classmethod
     def from_folder(
@@ -95,7 +102,7 @@ class OnnxEncoder(Encoder):
 
     # ---- Encoder hooks ----
     def _tokenizer_for_decoding(self):
-        return self.tokenizer.rust
+        return self.tokenizer  # its decode takes the tokenizer's lock: safe beside encode() in other threads
 
     def _token_lengths(self, texts: list[str], prefix: str) -> list[int]:
         return self.tokenizer.lengths([prefix + t for t in texts])
@@ -104,10 +111,11 @@ class OnnxEncoder(Encoder):
         return self._run(self.session, texts, prefix, output)
 
     def _recompute_fp32(self, texts: list[str], prefix: str, output: Output):
-        if self._fp32_session is None:
-            if "fp32" not in self.files:
-                return None
-            self._fp32_session = make_session(self.folder / self.files["fp32"], self.device)
+        if "fp32" not in self.files:
+            return None
+        with self._fp32_lock:
+            if self._fp32_session is None:
+                self._fp32_session = make_session(self.folder / self.files["fp32"], self.device)
         return self._run(self._fp32_session, texts, prefix, output)
 
     def _run(self, session, texts: list[str], prefix: str, output: Output):

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import sys
+from contextlib import contextmanager
 
 from ..errors import BadInputError
 
@@ -25,6 +26,18 @@ def set_cpu_threads(n: int | None) -> None:
         import torch  # to a process that only runs ONNX or USE models)
 
         torch.set_num_threads(cpu_threads())
+
+
+@contextmanager
+def cpu_threads_while(n: int | None):
+    """Encoders created inside the block take ``n`` threads; the setting from before holds again after it (for
+    torch, whose pool is process-wide, that setting is what its models run with)."""
+    before = _threads
+    set_cpu_threads(n)
+    try:
+        yield
+    finally:
+        set_cpu_threads(before)
 
 
 def apply_torch_threads() -> None:

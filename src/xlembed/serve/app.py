@@ -67,12 +67,17 @@ class State:
 
     def load_all(self) -> None:
         """Load what is not loaded yet (in a thread: /health answers 503 meanwhile) and start the batchers."""
+        from ..backends.threads import cpu_threads_while
+
         try:
             for served in self.models.values():
                 try:
                     if served.encoder is None:
                         log.info("loading model %r (%s)", served.name, served.spec)
-                        served.encoder = served.spec.load()
+                        # its ONNX sessions keep the threads of one worker's pass; torch's process-wide pool
+                        # goes back to the process's setting (torch models run one batch at a time)
+                        with cpu_threads_while(self.config.pass_threads()):
+                            served.encoder = served.spec.load()
                     if self.config.check_languages and served.encoder.info.languages is not None:
                         warm_up()  # the detectors load now, not inside the first request that needs them
                     served.batcher = self._batcher(served)
@@ -88,7 +93,7 @@ class State:
         c = self.config
         return Batcher(served.encoder, name=served.name, max_batch_tokens=c.max_batch_tokens,
                        max_batch_size=c.max_batch_size, max_wait_ms=c.max_wait_ms, max_queue=c.max_queue,
-                       metrics=self.metrics)
+                       metrics=self.metrics, workers=c.workers)
 
     @property
     def failed(self) -> list[Served]:

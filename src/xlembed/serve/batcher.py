@@ -1,9 +1,12 @@
-"""One batching loop per served model: requests wait in a bounded queue, a worker thread packs them by token
-budget, runs the encoder and hands each request its rows back.
+"""One batching loop per served model: requests wait in a bounded queue, worker threads pack them by token
+budget, run the encoder and hand each request its rows back.
 
-The worker thread owns the encoder (tokenizers are not safe to share across threads): token counting, decoding
-of token-id inputs and encoding all happen there. A batch that raises fails only the requests in it; the
-loop goes on with the next one.
+Token counting, decoding of token-id inputs and encoding all happen in the workers. With several workers each
+takes its own batch from the queue and runs it while the others run theirs: on a CPU, two one-thread passes
+of 16 short sentences side by side gave 1.2x the sentences/s of one two-thread pass (the many small kernels of
+a short pass leave threads waiting on each other). Several workers only for encoders that may be called from
+several threads at once (``Encoder.concurrent_encode``); the others get one. A batch that raises fails only
+the requests in it; the loop goes on with the next one.
 """
 
 from __future__ import annotations
@@ -114,11 +117,14 @@ class Batcher:
 
     max_batch_tokens: padded tokens (longest input x inputs) per forward pass, like TEI's --max-batch-tokens;
     max_batch_size: inputs per forward pass; max_wait_ms: how long an idle worker waits for more requests after
-    the first one before it starts a batch; max_queue: inputs waiting at most (more: QueueFull -> 429).
+    the first one before it starts a batch; max_queue: inputs waiting at most (more: QueueFull -> 429);
+    workers: batches run at once (each worker thread takes its own from the queue; 1 for encoders whose
+    ``concurrent_encode`` is False).
     """
 
     def __init__(self, encoder: Encoder, *, max_batch_tokens: int = 16384, max_batch_size: int = 256,
-                 max_wait_ms: float = 2.0, max_queue: int = 4096, metrics=None, name: str | None = None):
+                 max_wait_ms: float = 2.0, max_queue: int = 4096, metrics=None, name: str | None = None,
+                 workers: int = 1):
         self.encoder = encoder
         self.name = name or encoder.name
         self.max_batch_tokens = max_batch_tokens
@@ -129,10 +135,15 @@ class Batcher:
         self._pending: deque[_Item] = deque()
         self._cond = threading.Condition()
         self._closing = False
-        self._busy = 0  # inputs taken by the worker and not yet answered
-        self._seconds_per_input = 0.005  # running estimate, for Retry-After
-        self._thread = threading.Thread(target=self._run, name=f"xlembed-batcher-{self.name}", daemon=True)
-        self._thread.start()
+        self._busy = 0  # inputs taken by the workers and not yet answered
+        self._computing = 0  # workers that took a batch and have not answered it yet
+        self._seconds_per_input = 0.005  # running estimate (per worker), for Retry-After
+        self.workers = workers if encoder.concurrent_encode else 1
+        self._deliver = threading.Lock()
+        self._threads = [threading.Thread(target=self._run, name=f"xlembed-batcher-{self.name}-{i}", daemon=True)
+                         for i in range(self.workers)]
+        for thread in self._threads:
+            thread.start()
 
     # ---- the request side (event loop thread) ----
     async def embed(self, inputs: list, *, prompt: str | None = None, truncate: bool = True) -> Job:
@@ -144,7 +155,7 @@ class Batcher:
                 raise Closing(f"the server is shutting down; model {self.name!r} takes no new requests")
             waiting = len(self._pending)
             if waiting + len(inputs) > self.max_queue:
-                retry = max(1, int(np.ceil((waiting + self._busy) * self._seconds_per_input)))
+                retry = max(1, int(np.ceil((waiting + self._busy) * self._seconds_per_input / self.workers)))
                 if self.metrics is not None:
                     self.metrics.rejected.labels(self.name).inc()
                 raise QueueFull(f"model {self.name!r} has {waiting} inputs waiting (at most {self.max_queue}); "
@@ -164,11 +175,13 @@ class Batcher:
         return len(self._pending)
 
     def close(self, timeout: float = 30.0) -> None:
-        """Take no new requests, finish the queued ones, stop the worker."""
+        """Take no new requests, finish the queued ones, stop the workers."""
         with self._cond:
             self._closing = True
             self._cond.notify_all()
-        self._thread.join(timeout)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
 
     # ---- the worker thread ----
     def _run(self) -> None:
@@ -186,8 +199,15 @@ class Batcher:
                     if left <= 0:
                         break
                     self._cond.wait(left)
-                take = [self._pending.popleft() for _ in range(min(self.max_batch_size, len(self._pending)))]
-                self._busy = len(take)
+                # the workers not computing share what waits equally (one worker taking it all would leave the
+                # others idle while it computes with its share of the cores: 4 clients x 32 sentences got 0.73x
+                # the sentences/s of a single worker that way)
+                share = -(-len(self._pending) // (self.workers - self._computing))
+                take = [self._pending.popleft() for _ in range(min(self.max_batch_size, share))]
+                if self._pending:
+                    self._cond.notify()  # a free worker takes the rest
+                self._computing += 1
+                self._busy += len(take)
                 self._depth_changed()
             started = time.perf_counter()
             try:
@@ -196,8 +216,10 @@ class Batcher:
                 for item in take:
                     item.job.fail(_request_error(self.name, exc))
             elapsed = time.perf_counter() - started
-            self._seconds_per_input = 0.8 * self._seconds_per_input + 0.2 * elapsed / max(1, len(take))
-            self._busy = 0
+            with self._cond:
+                self._seconds_per_input = 0.8 * self._seconds_per_input + 0.2 * elapsed / max(1, len(take))
+                self._busy -= len(take)
+                self._computing -= 1
 
     def _process(self, items: list[_Item]) -> None:
         """Prepare the taken inputs (decode, count, check), then encode them in passes of similar length."""
@@ -268,14 +290,15 @@ class Batcher:
         if self.metrics is not None:
             self.metrics.batch_size.labels(self.name).observe(len(batch))
             self.metrics.batch_seconds.labels(self.name).observe(time.perf_counter() - started)
-        for item, vector in zip(batch, vectors):
-            job = item.job
-            if job.out is None:
-                job.out = np.empty((len(job.inputs), vectors.shape[1]), dtype=np.float32)
-            job.out[item.index] = vector
-            job.remaining -= 1
-            if job.remaining == 0:
-                job.loop.call_soon_threadsafe(_settle, job.future, job, None)
+        with self._deliver:  # a request split across batches gets rows from several workers
+            for item, vector in zip(batch, vectors):
+                job = item.job
+                if job.out is None:
+                    job.out = np.empty((len(job.inputs), vectors.shape[1]), dtype=np.float32)
+                job.out[item.index] = vector
+                job.remaining -= 1
+                if job.remaining == 0:
+                    job.loop.call_soon_threadsafe(_settle, job.future, job, None)
 
     def _depth_changed(self) -> None:
         if self.metrics is not None:

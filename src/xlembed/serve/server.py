@@ -4,6 +4,7 @@ requests on SIGTERM/SIGINT, exit non-zero when a model fails to load."""
 from __future__ import annotations
 
 import logging
+import os
 import signal
 import threading
 import warnings
@@ -44,7 +45,11 @@ def serve(models: Mapping[str, LoadSpec], config: ServeConfig | None = None, *, 
 
     config = config or ServeConfig()
     config.check()
-    set_cpu_threads(config.threads)  # before the models load: their sessions take it when they are created
+    set_cpu_threads(config.threads)  # what torch's process-wide pool runs with (None: all cores)
+    # the tokenizers library's own thread pool only competes with the forward passes for the cores: with it off,
+    # 16 concurrent one-sentence clients got 1.07x the requests/s (benchmarks/serve_load.py); an explicit
+    # setting in the environment wins
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the response headers report truncation; one warning per batch in the log would only be noise
     warnings.filterwarnings("ignore", message=r"\d+ of \d+ texts are longer than", category=XlembedWarning)
