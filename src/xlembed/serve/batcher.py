@@ -2,9 +2,9 @@
 budget, run the encoder and hand each request its rows back.
 
 Token counting, decoding of token-id inputs and encoding all happen in the workers. With several workers each
-takes its own batch from the queue and runs it while the others run theirs: on a CPU, two one-thread passes
-of 16 short sentences side by side gave 1.2x the sentences/s of one two-thread pass (the many small kernels of
-a short pass leave threads waiting on each other). Several workers only for encoders that may be called from
+takes its own batch from the queue and runs it while the others run theirs: on a 2-core CPU two one-thread
+passes side by side do more than one two-thread pass (the many small kernels of a short pass leave threads
+waiting on each other; figures in ServeConfig.workers). Several workers only for encoders that may be called from
 several threads at once (``Encoder.concurrent_encode``); the others get one. A batch that raises fails only
 the requests in it; the loop goes on with the next one.
 """
@@ -200,8 +200,8 @@ class Batcher:
                         break
                     self._cond.wait(left)
                 # the workers not computing share what waits equally (one worker taking it all would leave the
-                # others idle while it computes with its share of the cores: 4 clients x 32 sentences got 0.73x
-                # the sentences/s of a single worker that way)
+                # others idle while it computes with its share of the cores: 4 clients x 32 sentences got ~0.73x
+                # the sentences/s of a single two-thread worker that way)
                 share = -(-len(self._pending) // (self.workers - self._computing))
                 take = [self._pending.popleft() for _ in range(min(self.max_batch_size, share))]
                 if self._pending:

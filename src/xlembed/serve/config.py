@@ -28,8 +28,9 @@ class ServeConfig:
     # the xlembed_inputs_by_language metric
     check_languages: bool = True
     # batches each model runs at once (worker threads taking batches from its queue); models that cannot be called
-    # from several threads at once (torch, USE, static) run one. 2 x one-thread passes on 2 cores: 1.4x the
-    # requests/s of one two-thread pass for one-sentence requests, 1.2x the sentences/s for 32-sentence ones
+    # from several threads at once (torch, USE, static) run one. 2 x one-thread passes on 2 cores against one
+    # two-thread pass (benchmarks/serve_load.py, best rounds): 1.13x the requests/s with one sentence per
+    # request, 1.04x the sentences/s with 32
     workers: int = 2
     # CPU threads of each forward pass (None: the cores shared out among the workers)
     threads: int | None = None

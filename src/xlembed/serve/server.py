@@ -46,9 +46,8 @@ def serve(models: Mapping[str, LoadSpec], config: ServeConfig | None = None, *, 
     config = config or ServeConfig()
     config.check()
     set_cpu_threads(config.threads)  # what torch's process-wide pool runs with (None: all cores)
-    # the tokenizers library's own thread pool only competes with the forward passes for the cores: with it off,
-    # 16 concurrent one-sentence clients got 1.07x the requests/s (benchmarks/serve_load.py); an explicit
-    # setting in the environment wins
+    # the tokenizers library's own thread pool only competes with the forward passes for the cores (the
+    # passes' batches are small): off unless the environment says otherwise
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     logging.basicConfig(level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     # the response headers report truncation; one warning per batch in the log would only be noise
