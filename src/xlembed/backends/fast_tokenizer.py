@@ -24,7 +24,7 @@ class FastTokenizer:
     """Padded, truncated int64 batches and untruncated lengths for a tokenizer.json.
 
     Safe to call from several threads: the Rust tokenizer's truncation and padding are settings of the one
-    instance, so each call sets them and encodes under a lock (a 16-sentence batch holds it ~0.2 ms)."""
+    instance, so each call sets them and encodes under a lock."""
 
     def __init__(self, path: Path | str):
         from tokenizers import Tokenizer
