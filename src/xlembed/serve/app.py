@@ -107,7 +107,10 @@ class State:
 
 def create_app(models: Mapping[str, Encoder | LoadSpec], config: ServeConfig | None = None):
     """The ASGI app. ``models`` maps the name clients send as 'model' to a loaded Encoder or a LoadSpec (loaded
-    in the background once the app starts)."""
+    in the background once the app starts, its ONNX sessions with ``config.pass_threads()`` threads each). An
+    Encoder loaded by the caller keeps the threads it was made with: with several workers, load it inside
+    ``xlembed.backends.threads.cpu_threads_while(config.pass_threads())`` so its passes do not oversubscribe the
+    cores."""
     require_serve_extra()
     from starlette.applications import Starlette
     from starlette.routing import Route
