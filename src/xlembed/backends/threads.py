@@ -49,4 +49,8 @@ def apply_torch_threads() -> None:
 
 
 def cpu_threads() -> int:
-    return _threads or os.cpu_count() or 1
+    return _threads or all_cores()
+
+
+def all_cores() -> int:
+    return os.cpu_count() or 1

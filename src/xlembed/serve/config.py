@@ -53,10 +53,11 @@ class ServeConfig:
         if not 0 < self.port < 65536:
             raise BadInputError(f"port must be 1..65535, got {self.port}")
 
-
     def pass_threads(self) -> int:
         """Threads of each forward pass: ``threads``, else the cores shared out among the workers (at least 1)."""
-        return self.threads or max(1, (os.cpu_count() or 1) // self.workers)
+        from ..backends.threads import all_cores
+
+        return self.threads or max(1, all_cores() // self.workers)
 
 
 def require_serve_extra() -> None:
