@@ -224,6 +224,30 @@ def test_recovery_lowers_the_loss_and_resumes_to_the_same_weights(unigram, tmp_p
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_recovery_towards_english_targets_pulls_translations_to_the_parents_english(unigram, tmp_path):
+    pairs = [("hello world", "привет мир"), ("the cat", "кот"), ("the dog", "собака"), ("of the world", "мира")]
+    config = recover.recovery_config(batch_size=8, max_steps=12, eval_every=4, lr=2e-3, dropout=False, epochs=20)
+    texts = [t for pair in pairs for t in pair]
+    step = recover.recover(unigram, tmp_path / "r", unigram, texts=texts, pairs=pairs, targets="english",
+                           dev_texts=texts, dev_pairs=pairs, config=config, cache_root=tmp_path / "cache",
+                           progress=False)
+    assert step["targets"] == "english" and step["english_targets"] == len(pairs)
+    parent, child = xlembed.load(unigram), xlembed.load(tmp_path / "r")
+    english = parent.encode([en for en, _ in pairs])
+    before = rowwise_cosine(parent.encode([x for _, x in pairs]), english)
+    after = rowwise_cosine(child.encode([x for _, x in pairs]), english)
+    assert after.mean() > before.mean() + 0.05, (before, after)
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    ({"targets": "english"}, "needs parallel pairs"),
+    ({"targets": "french", "pairs": [("a", "b")]}, "must be one of own, english"),
+])
+def test_recovery_targets_refuse_bad_input(unigram, tmp_path, kwargs, message):
+    with pytest.raises(BadInputError, match=message):
+        recover.recover(unigram, tmp_path / "r", unigram, texts=["hello world"], progress=False, **kwargs)
+
+
 def test_recovery_keeps_pruned_units_pruned(unigram, tmp_path):
     step = layers.prune(unigram, tmp_path / "p", heads=0.25, ffn=0.25, texts=ENGLISH)
     _recover(tmp_path / "p", unigram, tmp_path / "r")
@@ -265,6 +289,14 @@ def test_outlier_split_is_exact_in_fp32_and_int8_stays_close(unigram, tmp_path):
     int8 = export_onnx_folder(encoder, tmp_path / "int8", precision="int8")
     got = xlembed.load(int8).encode(ENGLISH[:4])
     assert rowwise_cosine(got, encoder.encode(ENGLISH[:4])).min() > 0.95
+    # the tokenizer is written compactly (transformers indents it: ~1.8x the bytes) and tokenizes as before
+    from tokenizers import Tokenizer
+
+    saved = (int8 / "tokenizer.json").read_text(encoding="utf-8")
+    assert "\n" not in saved
+    texts = ENGLISH[:5] + RUSSIAN
+    assert [e.ids for e in Tokenizer.from_str(saved).encode_batch(texts)] == \
+        [e.ids for e in encoder.model.tokenizer.backend_tokenizer.encode_batch(texts)]
 
 
 def test_outlier_split_only_where_the_ratio_says(unigram, tmp_path):

@@ -90,6 +90,7 @@ def export_onnx_folder(
             _verify_graph(st, fp32_path, input_names, info.name)
 
         st.tokenizer.save_pretrained(str(tmp))
+        compact_json(tmp / "tokenizer.json")
         files: dict[str, str] = {}
         if precision == "int8":
             int8_path = tmp / FILE_NAMES["int8"]
@@ -103,6 +104,16 @@ def export_onnx_folder(
             files["fp32"] = fp32_path.name
         Manifest.from_info(info, "onnx", precision, files).write(tmp)
     return out_dir
+
+
+def compact_json(path: Path) -> None:
+    """Rewrite a JSON file without the indentation transformers saves tokenizer.json with (the same content;
+    a 66k-piece unigram vocabulary: 2.6 MB instead of 4.6)."""
+    import json
+
+    if path.is_file():
+        data = json.loads(path.read_text(encoding="utf-8"))
+        path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
 
 
 def _check_exportable(model, name: str) -> None:

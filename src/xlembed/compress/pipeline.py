@@ -7,7 +7,8 @@ step before them, so ``prune:heads=0.3,ffn=0.3`` is one step):
 - ``drop:N``: drop N layers chosen by measured importance;
 - ``prune:heads=R,ffn=R``: prune shares of all attention heads / FFN neurons by measured importance;
 - ``share:G`` (``share:groups=G``): tie the layers in G groups (ALBERT-style);
-- ``recover`` (``recover:epochs=E,steps=S,lr=L``): recovery distillation from the parent;
+- ``recover`` (``recover:epochs=E,steps=S,lr=L,targets=own|english``): recovery distillation from the
+  parent (targets=english: the translations of --parallel pairs towards the parent's English vectors);
 - ``int8`` / ``onnx``: export an int8 (outlier channels in fp32, see quantize.py) / fp32 ONNX folder; last.
 
 Each step writes its own folder under ``OUT.steps/`` (a rerun with ``resume=True`` keeps the steps
@@ -49,7 +50,7 @@ class Step:
 
 POSITIONAL = {"trim": "size", "drop": "layers", "share": "groups"}
 ALLOWED = {"trim": {"size"}, "drop": {"layers"}, "prune": {"heads", "ffn"}, "share": {"groups"},
-           "recover": {"epochs", "steps", "lr"}, "int8": set(), "onnx": set()}
+           "recover": {"epochs", "steps", "lr", "targets"}, "int8": set(), "onnx": set()}
 
 
 def parse_steps(text: str | Sequence[str]) -> list[Step]:
@@ -375,7 +376,7 @@ def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, lang
         config = dataclasses.replace(config, **overrides)
         return recover.recover(current, folder, parent_folder, texts=inputs.train_texts, dev_texts=inputs.dev_texts,
                                dev_pairs=inputs.dev_pairs, config=config, teacher_precision=teacher_precision,
-                               progress=progress)
+                               pairs=inputs.pairs, targets=step.args.get("targets", "own"), progress=progress)
     return _export(current, folder, step.name)
 
 

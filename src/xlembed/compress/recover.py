@@ -3,7 +3,9 @@
 The child stays in the parent's vector space (an index built with the parent keeps working), so there
 is no warm start and no projection: every text's target is the parent's own vector of it (MSE on the
 unit-length sentence vectors), on monolingual text or both sides of parallel pairs of the kept
-languages. Built on the training loop of ``xlembed distill`` (``xlembed.train.fit``): the parent's
+languages. With ``targets="english"`` the translation in a pair is trained towards the parent's vector
+of its English side instead (as in multilingual distillation, Reimers & Gurevych 2020): still the
+parent's space, and the languages are pulled to where the parent puts English. Built on the training loop of ``xlembed distill`` (``xlembed.train.fit``): the parent's
 vectors are computed once into the teacher cache, dev evaluation keeps the best weights, checkpoints
 make a killed run resumable. Pruned units stay pruned (they are cut out while training) and shared
 layers stay shared.
@@ -85,15 +87,22 @@ def _encode(model, texts, prefix) -> np.ndarray:
     return encode_while_training(model, texts, prefix, name="child")
 
 
+TARGETS = ("own", "english")
+
+
 def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: Sequence[str],
             dev_texts: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = (), config=None,
+            pairs: Sequence[tuple[str, str]] = (), targets: str = "own",
             teacher_precision: str = "fp32", cache_root: Path | str | None = None, resume: bool = False,
             overwrite: bool = False, progress: bool | None = None, on_step=None) -> dict:
     """Folder -> Folder: train the compressed model in ``folder`` towards ``parent``'s vectors of ``texts``.
 
     dev_texts: held-out texts for the dev MSE/cosine (best weights kept); dev_pairs: held-out (English, other)
-    pairs for the retrieval figure. teacher_precision: the parent's precision for its targets (bf16 is ~3x
-    faster on CPUs with bf16 instructions, cosine 0.99999 to fp32). Returns the step's record.
+    pairs for the retrieval figure. pairs: (English, other) training pairs whose texts are in ``texts``;
+    targets: "own" (each text towards the parent's vector of itself) or "english" (the other side of each of
+    ``pairs`` and ``dev_pairs`` towards the parent's vector of its English side). teacher_precision: the
+    parent's precision for its targets (bf16 is ~3x faster on CPUs with bf16 instructions, cosine 0.99999 to
+    fp32). Returns the step's record.
     """
     import torch
 
@@ -103,6 +112,11 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
 
     config = config or recovery_config()
     config.check()
+    if targets not in TARGETS:
+        raise BadInputError(f"recovery targets must be one of {', '.join(TARGETS)}, got {targets!r}")
+    if targets == "english" and not pairs:
+        raise BadInputError("recovery towards English targets needs parallel pairs (--parallel)")
+    english_of = {other: en for en, other in [*pairs, *dev_pairs] if other != en} if targets == "english" else {}
     texts = list(dict.fromkeys(t for t in texts if t.strip()))
     if not texts:
         raise BadInputError("recovery needs training text: pass a corpus (--corpus) or parallel data (--parallel)")
@@ -117,8 +131,9 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     cache = TeacherCache(Path(cache_root) if cache_root else cache_dir() / "teacher", teacher, prompt=prefix)
     dev_texts = [t for t in dict.fromkeys(dev_texts) if t.strip()]
     dev_pairs = list(dev_pairs)
-    wanted = sorted(set(texts) | set(dev_texts) | {en for en, _ in dev_pairs})
-    target_of = dict(zip(wanted, cache.get(wanted)))  # the parent's vectors, computed once
+    wanted = sorted(set(texts) | set(dev_texts) | {en for en, _ in dev_pairs} | set(english_of.values()))
+    vectors_of = dict(zip(wanted, cache.get(wanted)))  # the parent's vectors, computed once
+    target_of = {t: vectors_of[english_of.get(t, t)] for t in wanted}
     model = child.model  # already materialized by load(): pruned units cut out, shared layers tied
     if getattr(model[0].auto_model, "pooler", None) is not None:
         model[0].auto_model.pooler = None  # unused by sentence vectors (see folder.working_copy)
@@ -129,11 +144,12 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
         from ..train.freeze import freeze_lower_layers
 
         freeze_lower_layers(model[0].auto_model, config.freeze_layers)
-    targets = np.stack([target_of[t] for t in texts])
+    target_vectors = np.stack([target_of[t] for t in texts])
     objective = ParentRegression(
-        texts, targets, prefix, config, dev_texts, np.stack([target_of[t] for t in dev_texts]) if dev_texts else None,
+        texts, target_vectors, prefix, config, dev_texts, np.stack([target_of[t] for t in dev_texts]) if dev_texts else None,
         dev_pairs, np.stack([target_of[en] for en, _ in dev_pairs]) if dev_pairs else None,
-        fingerprint=_fingerprint(config, texts, dev_texts, folder, parent, teacher_precision, prefix),
+        fingerprint=_fingerprint(config, texts, dev_texts, folder, parent, teacher_precision, prefix,
+                                 sorted(english_of.items())),
     )
     work_dir = out.with_name(f"{out.name}.training")
     work_dir.mkdir(parents=True, exist_ok=True)
@@ -146,7 +162,8 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     loop = fit(model, objective, config, work_dir, groups, resume=resume, progress=progress, log=log, on_step=on_step,
                lengths=token_lengths(model, texts, prefix), desc="recover")
     log({"event": "done", **{k: v for k, v in dataclasses.asdict(loop).items() if k != "evals"}})
-    step = {"step": "recover", "parent": str(parent), "texts": len(texts), "dev_texts": len(dev_texts),
+    step = {"step": "recover", "parent": str(parent), "texts": len(texts), "targets": targets,
+            "english_targets": sum(t in english_of for t in texts), "dev_texts": len(dev_texts),
             "dev_pairs": len(dev_pairs), "teacher_precision": teacher_precision, "steps": loop.steps,
             "epochs": loop.epochs_done, "stopped": loop.stopped, "start": loop.first, "best": loop.best,
             "sentences_per_second": loop.sentences_per_second, "seconds": round(time.perf_counter() - started, 1),
@@ -176,12 +193,12 @@ def _full_size(model, structure: dict):
     return saveable
 
 
-def _fingerprint(config, texts, dev_texts, folder, parent, precision, prefix) -> str:
+def _fingerprint(config, texts, dev_texts, folder, parent, precision, prefix, english_of=()) -> str:
     h = hashlib.sha256()
     fixed = {k: v for k, v in dataclasses.asdict(config).items() if k not in ("eval_every", "checkpoint_every", "patience")}
     h.update(json.dumps(fixed, sort_keys=True).encode())
     h.update(json.dumps([str(Path(folder).resolve()), str(parent), precision, prefix]).encode())
-    for group in (texts, dev_texts):
+    for group in (texts, dev_texts, [f"{a}\t{b}" for a, b in english_of]):
         for t in group:
             h.update(t.encode())
             h.update(b"\n")
