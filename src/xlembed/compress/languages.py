@@ -25,6 +25,7 @@ class Language:
     tatoeba: str | None
     opencc: str | None = None
     casefold_ss: bool = False
+    elision: bool = False
     extra: dict = field(default_factory=dict, compare=False)
 
 
@@ -38,7 +39,7 @@ def _table() -> dict[str, Language]:
         out[code] = Language(code=code, name=row["name"], scripts=tuple(row["scripts"]), spaces=bool(row["spaces"]),
                              wordfreq=row.get("wordfreq"), score_scripts=tuple(row.get("score_scripts") or ()),
                              tatoeba=row.get("tatoeba"), opencc=row.get("opencc"),
-                             casefold_ss=bool(row.get("casefold_ss")))
+                             casefold_ss=bool(row.get("casefold_ss")), elision=bool(row.get("elision")))
     return out
 
 

@@ -4,8 +4,9 @@ Built-in evidence (no corpus needed), measured on multilingual-e5-small's 250k-p
 (benchmarks/results/compress):
 - ``wordfreq`` word lists (frequency of ~30k-700k words per language, from Wikipedia, subtitles,
   news, books, web and social media): each word is tokenized in the forms text has it (lower case,
-  capitalised, short words in capitals; German 'ss' also as 'ß', which wordfreq folds away), weighted
-  by its frequency. Languages written without spaces (Japanese, Chinese) get sentences sampled from
+  capitalised, short words in capitals; German 'ss' also as 'ß', which wordfreq folds away; in French,
+  Italian and Catalan a vowel-initial word also after an elided "l'", since wordfreq splits "j'aime" into
+  "j" and "aime" and the text's "aime" then has no word-start marker), weighted by its frequency. Languages written without spaces (Japanese, Chinese) get sentences sampled from
   the word list instead, since their pieces span word boundaries; Chinese also in Traditional
   characters (OpenCC), as the same language code covers both.
 - the tokenizer's own scores (a unigram SentencePiece model's log-probabilities, estimated on its
@@ -31,6 +32,10 @@ PSEUDO_SENTENCES = 50_000  # sampled sentences for a language written without sp
 WORDS_PER_SENTENCE = 8
 CAPITALS_WEIGHT = 0.05  # short words in capitals (acronyms)
 OPEN_WEIGHT = 0.05  # a word right after an opening bracket or quote: its pieces without the word-start marker
+ELISION_WEIGHT = 0.5  # French/Italian/Catalan: a vowel-initial word after an elided l'/j'/d'/qu' (wordfreq splits them off)
+
+
+ELIDING = set("aeiouhàâäéèêëîïôöûüœæ")
 
 
 @dataclass
@@ -172,6 +177,9 @@ def _wordfreq_counts(view: TokenizerView, lang: Language) -> Counter:
             weights.append(freq * share)
             forms.append("(" + form)  # after a bracket or quote the word has no word-start marker
             weights.append(freq * share * OPEN_WEIGHT)
+            if lang.elision and form[:1].lower() in ELIDING:  # "l'école", "j'aime": again no word-start marker
+                forms.append("l'" + form)
+                weights.append(freq * share * ELISION_WEIGHT)
     return view.count(forms, weights)
 
 
