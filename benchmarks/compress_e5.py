@@ -60,11 +60,14 @@ def parse_args(argv=None):
                    help="weight of English in the trim ranking: Tatoeba pairs every sentence with an English one, so "
                         "English is half the text (8 = the 8 other languages together); '' for equal weights")
     p.add_argument("--pairs-per-lang", type=int, default=15000, help="parallel pairs per language for recovery")
-    p.add_argument("--recover-steps", type=int, default=3000,
-                   help="most recovery steps of the small row (one pass over the text comes first: ~2,030 steps)")
+    p.add_argument("--recover-steps", type=int, default=3800,
+                   help="recovery steps of the small row (~2,030 steps a pass over the text; 3,800 fit in 60 min)")
     p.add_argument("--other-recover-steps", type=int, default=500,
                    help="recovery steps of the prune/share rows (their dev curves are compared with small's at this step)")
     p.add_argument("--recover-lr", type=float, default=3e-4)
+    p.add_argument("--recover-targets", default="english", choices=("own", "english"),
+                   help="recovery targets of the translations in the parallel pairs: the parent's vector of the "
+                        "English side (english) or of the translation itself (own)")
     p.add_argument("--recover-max-chars", type=int, default=120,
                    help="recovery trains on texts of at most this many characters (Tatoeba-like sentences)")
     p.add_argument("--recover-max-length", type=int, default=48, help="tokens per text in recovery")
@@ -175,13 +178,13 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
         recovered = models / f"{name}-recovered"
         if not (recovered / "compress.json").is_file():
             steps = args.recover_steps if name == "small" else args.other_recover_steps
-            config = recover.recovery_config(max_steps=steps, batch_size=64, max_length=args.recover_max_length,
+            config = recover.recovery_config(max_steps=steps, epochs=100, batch_size=64, max_length=args.recover_max_length,
                                              lr=args.recover_lr, eval_every=500 if name == "small" else 100)
             train = [t for t in inputs.train_texts if len(t) <= args.recover_max_chars]
             recover.recover(
                 reduced, recovered, parent, texts=train, dev_texts=inputs.dev_texts[:500],
                 dev_pairs=inputs.dev_pairs[:500], config=config, teacher_precision=args.teacher_precision,
-                progress=sys.stderr.isatty())
+                pairs=inputs.pairs, targets=args.recover_targets, progress=sys.stderr.isatty())
         int8 = models / f"{name}-int8"
         if not (int8 / "xlembed.json").is_file():
             export_onnx_folder(xlembed.load(str(recovered)), int8, precision="int8")
