@@ -5,10 +5,12 @@ is no warm start and no projection: every text's target is the parent's own vect
 unit-length sentence vectors), on monolingual text or both sides of parallel pairs of the kept
 languages. With ``targets="english"`` the translation in a pair is trained towards the parent's vector
 of its English side instead (as in multilingual distillation, Reimers & Gurevych 2020): still the
-parent's space, and the languages are pulled to where the parent puts English. Built on the training loop of ``xlembed distill`` (``xlembed.train.fit``): the parent's
-vectors are computed once into the teacher cache, dev evaluation keeps the best weights, checkpoints
-make a killed run resumable. Pruned units stay pruned (they are cut out while training) and shared
-layers stay shared.
+parent's space, and the languages are pulled to where the parent puts English (multilingual-e5-small
+trimmed to 9 languages, 6 of 12 layers dropped: kept-language Tatoeba loss 4.39 after 3,800 steps vs
+7.58 with own targets after 2,030, benchmarks/results/compress-small). Built on the training loop of
+``xlembed distill`` (``xlembed.train.fit``): the parent's vectors are computed once into the teacher
+cache, dev evaluation keeps the best weights, checkpoints make a killed run resumable. Pruned units stay
+pruned (they are cut out while training) and shared layers stay shared.
 """
 
 from __future__ import annotations
