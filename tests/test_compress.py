@@ -340,6 +340,25 @@ def test_export_fuses_attention_and_matches_torch(unigram, tmp_path):
     assert rowwise_cosine(got, encoder.encode(texts)).min() > 0.9999
 
 
+def test_export_fuses_attention_of_a_model_with_pruned_heads(unigram, tmp_path):
+    """Each fused block takes its head count from its Q projection: pruned layers have fewer heads than the
+    config says (the config's count made onnxruntime fail or compute wrong attention)."""
+    import onnx
+
+    from xlembed.compress.onnx_export import export_onnx_folder
+
+    step = layers.prune(unigram, tmp_path / "p", heads=0.25, ffn=0.0, texts=ENGLISH)
+    assert step["heads_pruned"] == 3  # of 3 x 4
+    encoder = xlembed.load(tmp_path / "p")
+    folder = export_onnx_folder(encoder, tmp_path / "fp32", precision="fp32")
+    model = onnx.load(str(folder / "model.onnx"))
+    heads = sorted(a.i for n in model.graph.node if n.op_type == "MultiHeadAttention" for a in n.attribute
+                   if a.name == "num_heads")
+    assert len(heads) == 3 and heads != [4, 4, 4], heads  # fused, with fewer heads where they were pruned
+    texts = ["a cat", "the dog and the cat and a much longer sentence than the first one", "hello"]
+    assert rowwise_cosine(xlembed.load(folder).encode(texts), encoder.encode(texts)).min() > 0.9999
+
+
 def test_attention_fusion_leaves_mt5_unfused(tmp_path):
     """mT5 adds a relative position bias in attention, which MultiHeadAttention does not: the export keeps the
     unfused graph (the fused candidate fails the check against torch) and still matches torch."""

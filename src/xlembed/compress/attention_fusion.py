@@ -25,6 +25,8 @@ MASK_INT32 = "xlembed_attention_mask_int32"
 def fuse_attention(model, num_heads: int, hidden_size: int) -> int:
     """Rewrite ``model`` (an onnx ModelProto) in place; returns how many attention blocks were fused.
 
+    ``num_heads`` and ``hidden_size`` are the config's: they give the head size, and each block's head count
+    is its Q projection's width over it (a model with pruned heads has fewer in some layers).
     0 means the graph was left exactly as it was (no Softmax, an unexpected shape of the pattern, or no
     ``attention_mask`` input): fusion is all or nothing.
     """
@@ -33,25 +35,31 @@ def fuse_attention(model, num_heads: int, hidden_size: int) -> int:
     graph = model.graph
     if MASK_INPUT not in {i.name for i in graph.input}:
         return 0
+    if num_heads < 1 or hidden_size % num_heads:
+        return 0
+    head_size = hidden_size // num_heads
     flow = _Flow(graph)
-    fused: list[tuple[str, str, str, str]] = []  # (q, k, v, context)
+    fused: list[tuple[str, str, str, str, int]] = []  # (q, k, v, context, width)
     for softmax in [n for n in graph.node if n.op_type == "Softmax"]:
         found = flow.attention(softmax)
         if found is None:
             return 0
-        fused.append(found)
+        widths = {flow.linear_width(name) for name in found[:3]}
+        if len(widths) != 1 or not widths.issubset(range(head_size, 1 << 20, head_size)):
+            return 0
+        fused.append((*found, widths.pop()))
     if not fused:
         return 0
 
     renamed: dict[str, str] = {}
     new_nodes = [helper.make_node("Cast", [MASK_INPUT], [MASK_INT32], to=TensorProto.INT32, name="xlembed_mask_cast")]
-    for n, (q, k, v, context) in enumerate(fused):
+    for n, (q, k, v, context, width) in enumerate(fused):
         out = f"{context}_xlembed_mha"
         renamed[context] = out
         new_nodes.append(helper.make_node("MultiHeadAttention", [q, k, v, "", MASK_INT32], [out],
-                                          name=f"xlembed_mha_{n}", domain="com.microsoft", num_heads=num_heads))
+                                          name=f"xlembed_mha_{n}", domain="com.microsoft", num_heads=width // head_size))
         # ONNX shape inference does not know contrib ops: the quantizer needs the output's type
-        graph.value_info.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", "sequence", hidden_size]))
+        graph.value_info.append(helper.make_tensor_value_info(out, TensorProto.FLOAT, ["batch", "sequence", width]))
     for node in graph.node:
         for j, name in enumerate(node.input):
             if name in renamed:
@@ -90,6 +98,15 @@ class _Flow:
             rest = [i for i in node.input if i not in self.weights]
             return len(bias) == 1 and len(rest) == 1 and rest[0] in self.producer and self.is_linear_matmul(self.producer[rest[0]])
         return self.is_linear_matmul(node)
+
+    def linear_width(self, name: str) -> int | None:
+        """Output features of the Linear whose output is ``name`` (its weight is (in, out))."""
+        node = self.producer.get(name)
+        if node is not None and node.op_type == "Add":
+            node = next((self.producer[i] for i in node.input if i in self.producer), None)
+        if node is None or not self.is_linear_matmul(node):
+            return None
+        return int(self.weights[node.input[1]].dims[1])
 
     def linears_above(self, name: str) -> set[str]:
         """The nearest Linear outputs ``name`` is computed from (shape computations left out)."""
