@@ -45,9 +45,10 @@ def fuse_attention(model, num_heads: int, hidden_size: int) -> int:
         if found is None:
             return 0
         widths = {flow.linear_width(name) for name in found[:3]}
-        if len(widths) != 1 or not widths.issubset(range(head_size, 1 << 20, head_size)):
+        width = widths.pop() if len(widths) == 1 else None
+        if not width or width % head_size:
             return 0
-        fused.append((*found, widths.pop()))
+        fused.append((*found, width))
     if not fused:
         return 0
 
@@ -88,25 +89,27 @@ class _Flow:
         w = self.weights.get(node.input[1]) if node.op_type == "MatMul" else None
         return w is not None and len(w.dims) == 2
 
-    def is_linear_output(self, name: str) -> bool:
-        """MatMul(x, W), or MatMul(x, W) + b with a 1-D constant b."""
+    def linear_matmul(self, name: str):
+        """The MatMul(x, W) of a Linear whose output is ``name`` (MatMul(x, W), or MatMul(x, W) + b with a 1-D
+        constant b); None when ``name`` is not a Linear output."""
         node = self.producer.get(name)
         if node is None:
-            return False
+            return None
         if node.op_type == "Add":
             bias = [i for i in node.input if i in self.weights and len(self.weights[i].dims) == 1]
             rest = [i for i in node.input if i not in self.weights]
-            return len(bias) == 1 and len(rest) == 1 and rest[0] in self.producer and self.is_linear_matmul(self.producer[rest[0]])
-        return self.is_linear_matmul(node)
+            if not (len(bias) == 1 and len(rest) == 1 and rest[0] in self.producer):
+                return None
+            node = self.producer[rest[0]]
+        return node if self.is_linear_matmul(node) else None
+
+    def is_linear_output(self, name: str) -> bool:
+        return self.linear_matmul(name) is not None
 
     def linear_width(self, name: str) -> int | None:
         """Output features of the Linear whose output is ``name`` (its weight is (in, out))."""
-        node = self.producer.get(name)
-        if node is not None and node.op_type == "Add":
-            node = next((self.producer[i] for i in node.input if i in self.producer), None)
-        if node is None or not self.is_linear_matmul(node):
-            return None
-        return int(self.weights[node.input[1]].dims[1])
+        node = self.linear_matmul(name)
+        return None if node is None else int(self.weights[node.input[1]].dims[1])
 
     def linears_above(self, name: str) -> set[str]:
         """The nearest Linear outputs ``name`` is computed from (shape computations left out)."""

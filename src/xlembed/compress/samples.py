@@ -6,9 +6,10 @@ Built-in evidence (no corpus needed), measured on multilingual-e5-small's 250k-p
   news, books, web and social media): each word is tokenized in the forms text has it (lower case,
   capitalised, short words in capitals; German 'ss' also as 'ß', which wordfreq folds away; in French,
   Italian and Catalan a vowel-initial word also after an elided "l'", since wordfreq splits "j'aime" into
-  "j" and "aime" and the text's "aime" then has no word-start marker), weighted by its frequency. Languages written without spaces (Japanese, Chinese) get sentences sampled from
-  the word list instead, since their pieces span word boundaries; Chinese also in Traditional
-  characters (OpenCC), as the same language code covers both.
+  "j" and "aime" and the text's "aime" then has no word-start marker), weighted by its frequency.
+  Languages written without spaces (Japanese, Chinese) get sentences sampled from the word list
+  instead, since their pieces span word boundaries; Chinese also in Traditional characters (OpenCC), as
+  the same language code covers both.
 - the tokenizer's own scores (a unigram SentencePiece model's log-probabilities, estimated on its
   training corpus) for scripts a language has practically to itself (kana for Japanese, Han for
   Chinese, Hangul for Korean, Thai, Greek, ...): "▁私は" or "あなたは" come from here, the word list
