@@ -47,6 +47,7 @@ def test_steps_parse_with_their_options():
     assert steps[1].args == {"heads": "0.3", "ffn": "0.3"}
     assert parse_steps("trim:0.4,drop:6,share:3")[0].args == {"size": "0.4"}
     assert parse_steps("drop:6")[0].args == {"layers": "6"}
+    assert parse_steps("drop:6,choose=spread,recover:balance=4")[0].args == {"layers": "6", "choose": "spread"}
 
 
 @pytest.mark.parametrize("text, message", [
@@ -58,6 +59,8 @@ def test_steps_parse_with_their_options():
     ("trim:color=red", "has no option 'color'"),
     ("trim,trim", "appears 2 times"),
     ("", "no steps given"),
+    ("drop:6,choose=middle", "choose must be importance or spread"),
+    ("recover:targets=french", "targets must be own or english"),
 ])
 def test_bad_step_lists_are_refused(text, message):
     with pytest.raises(BadInputError, match=message):
@@ -162,6 +165,20 @@ def test_drop_by_measured_importance(unigram, tmp_path):
         layers.drop_layers(unigram, tmp_path / "e", 3, texts=ENGLISH)
 
 
+def test_drop_spread_keeps_evenly_spaced_layers(unigram, tmp_path):
+    auto = xlembed.load(unigram).model[0].auto_model
+    last = auto.encoder.layer[2].output.dense.weight.detach().clone()
+    step = layers.drop_layers(unigram, tmp_path / "d", 1, texts=ENGLISH, choose="spread")
+    assert step["kept"] == [0, 2] and step["removed"] == [1] and step["chosen_by"].startswith("spread")
+    child = xlembed.load(tmp_path / "d").model[0].auto_model
+    assert child.config.num_hidden_layers == 2
+    assert bool((child.encoder.layer[1].output.dense.weight == last).all())  # the parent's layer 2, unchanged
+    with pytest.raises(BadInputError, match="importance or spread"):
+        layers.drop_layers(unigram, tmp_path / "e", 1, texts=ENGLISH, choose="middle")
+    with pytest.raises(BadInputError, match="cannot drop 3"):
+        layers.drop_layers(unigram, tmp_path / "f", 3, texts=ENGLISH, choose="spread")
+
+
 def test_pruned_folder_loads_everywhere_with_the_same_vectors(unigram, tmp_path):
     from sentence_transformers import SentenceTransformer
 
@@ -257,6 +274,41 @@ def test_recovery_keeps_pruned_units_pruned(unigram, tmp_path):
     for layer, neurons in step["structure"]["pruned_neurons"].items():
         weight = auto.encoder.layer[int(layer)].intermediate.dense.weight
         assert float(weight.detach()[neurons].abs().max()) == 0.0  # still zero after training
+
+
+def test_balance_repeats_weighs_up_languages_with_few_pairs():
+    pairs = [(f"en {i}", f"xx {i}") for i in range(12)]
+    langs = ["de"] * 8 + ["ar"] * 2 + ["ko"] * 2
+    assert recover.balance_repeats(pairs, langs, 3) == {"xx 8": 3, "xx 9": 3, "xx 10": 3, "xx 11": 3}  # 8/2 = 4, at most 3
+    assert recover.balance_repeats(pairs, langs, 1) == {}
+    with pytest.raises(BadInputError, match="whole number >= 1"):
+        recover.balance_repeats(pairs, langs, 0)
+
+
+def test_recovery_repeats_and_skips_what_it_is_told(unigram, tmp_path):
+    config = recover.recovery_config(batch_size=4, max_steps=2, eval_every=2, max_length=8, dropout=False)
+    long_text = " ".join(["world"] * 20)  # more than max_length tokens: its parent vector saw all of it
+    texts = ["hello world", "the cat", "a dog", long_text]
+    step = recover.recover(unigram, tmp_path / "r", unigram, texts=texts, repeat={"the cat": 3}, config=config,
+                           cache_root=tmp_path / "cache", progress=False)
+    assert step["texts"] == 3 and step["rows"] == 5 and step["skipped_longer_than_max_length"] == 1
+    with pytest.raises(BadInputError, match="whole number >= 1"):
+        recover.recover(unigram, tmp_path / "r2", unigram, texts=texts, repeat={"a dog": 0}, progress=False)
+    with pytest.raises(BadInputError, match="longer than"):
+        recover.recover(unigram, tmp_path / "r3", unigram, texts=[long_text], config=config, progress=False)
+
+
+def test_gather_inputs_keeps_the_language_of_each_pair(tmp_path):
+    from xlembed.compress.languages import parse_langs
+    from xlembed.compress.pipeline import gather_inputs
+
+    (tmp_path / "p.en-de.tsv").write_text("".join(f"one {i}\teins {i}\n" for i in range(30)), encoding="utf-8")
+    (tmp_path / "p.en-ar.tsv").write_text("".join(f"two {i}\tاثنان {i}\n" for i in range(10)), encoding="utf-8")
+    inputs = gather_inputs(parse_langs("en,de,ar"), None, [str(tmp_path / "*.tsv")], dev_size=4)
+    assert len(inputs.pair_langs) == len(inputs.pairs) == 36
+    for (en, other), lang in zip(inputs.pairs, inputs.pair_langs):
+        assert lang == ("ar" if en.startswith("two") else "de")
+    assert recover.balance_repeats(inputs.pairs, inputs.pair_langs, 4).keys() == {o for e, o in inputs.pairs if e.startswith("two")}
 
 
 # ---------------------------------------------------------------- int8

@@ -395,7 +395,7 @@ def distill(
 def compress(
     model: str = typer.Option(..., "--model", "-m", help="The model to compress: a transformer model (name, folder, hub id)."),
     langs: str = typer.Option(..., "--langs", help="Languages to keep, comma-separated ISO codes, e.g. en,ja,zh."),
-    steps: str = typer.Option(..., "--steps", help="Comma-separated steps: trim[:SIZE], drop:N, prune:heads=R,ffn=R, share:G, recover[:epochs=E,steps=S,lr=L,targets=own|english], int8 | onnx (last)."),
+    steps: str = typer.Option(..., "--steps", help="Comma-separated steps: trim[:SIZE], drop:N[,choose=importance|spread], prune:heads=R,ffn=R, share:G, recover[:epochs=E,steps=S,lr=L,targets=own|english,balance=B], int8 | onnx (last)."),
     out: Path = typer.Option(..., "--out", help="Folder for the compressed model (loads with xlembed.load)."),
     corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text files or globs in your languages, one text per line (repeatable): what the trim keeps and recovery trains on."),
     parallel: Optional[list[str]] = typer.Option(None, "--parallel", help="Parallel TSV files or globs (English TAB other) of the kept languages: both sides are training text, held-out pairs measure retrieval."),

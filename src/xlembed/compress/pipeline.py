@@ -4,11 +4,13 @@ Steps (``--steps``, comma-separated; a step's options follow it, ``key=value`` i
 step before them, so ``prune:heads=0.3,ffn=0.3`` is one step):
 - ``trim[:SIZE]`` (``trim:size=0.4``): vocabulary trimming to ``langs`` (SIZE: share of the parent's
   parameters, or a piece count; default every piece with evidence);
-- ``drop:N``: drop N layers chosen by measured importance;
+- ``drop:N`` (``drop:N,choose=importance|spread``): drop N layers, chosen by measured importance (the
+  closest to the parent without training) or evenly spread (the better start when recovery follows);
 - ``prune:heads=R,ffn=R``: prune shares of all attention heads / FFN neurons by measured importance;
 - ``share:G`` (``share:groups=G``): tie the layers in G groups (ALBERT-style);
-- ``recover`` (``recover:epochs=E,steps=S,lr=L,targets=own|english``): recovery distillation from the
-  parent (targets=english: the translations of --parallel pairs towards the parent's English vectors);
+- ``recover`` (``recover:epochs=E,steps=S,lr=L,targets=own|english,balance=B``): recovery distillation from
+  the parent (targets=english: the translations of --parallel pairs towards the parent's English vectors;
+  balance=B: the pairs of a language with fewer pairs than the largest repeated up to B times per pass);
 - ``int8`` / ``onnx``: export an int8 (outlier channels in fp32, see quantize.py) / fp32 ONNX folder; last.
 
 Each step writes its own folder under ``OUT.steps/`` (a rerun with ``resume=True`` keeps the steps
@@ -49,8 +51,8 @@ class Step:
 
 
 POSITIONAL = {"trim": "size", "drop": "layers", "share": "groups"}
-ALLOWED = {"trim": {"size"}, "drop": {"layers"}, "prune": {"heads", "ffn"}, "share": {"groups"},
-           "recover": {"epochs", "steps", "lr", "targets"}, "int8": set(), "onnx": set()}
+ALLOWED = {"trim": {"size"}, "drop": {"layers", "choose"}, "prune": {"heads", "ffn"}, "share": {"groups"},
+           "recover": {"epochs", "steps", "lr", "targets", "balance"}, "int8": set(), "onnx": set()}
 
 
 def parse_steps(text: str | Sequence[str]) -> list[Step]:
@@ -85,6 +87,10 @@ def parse_steps(text: str | Sequence[str]) -> list[Step]:
             raise BadInputError("prune needs heads=SHARE and/or ffn=SHARE, e.g. prune:heads=0.3,ffn=0.3")
         if step.name == "drop" and "layers" not in step.args:
             raise BadInputError("drop needs the number of layers to remove, e.g. drop:6")
+        if step.name == "drop" and step.args.get("choose", "importance") not in ("importance", "spread"):
+            raise BadInputError(f"step {step.label()}: choose must be importance or spread")
+        if step.name == "recover" and step.args.get("targets", "own") not in ("own", "english"):
+            raise BadInputError(f"step {step.label()}: targets must be own or english")
         if step.name == "share" and "groups" not in step.args:
             raise BadInputError("share needs the number of layer groups, e.g. share:6")
     names = [s.name for s in steps]
@@ -149,6 +155,7 @@ class Inputs:
     dev_texts: list[str]
     dev_pairs: list[tuple[str, str]]
     source: str
+    pair_langs: list[str] = field(default_factory=list)  # the language of each of ``pairs``
 
 
 def gather_inputs(langs: list[Language], corpus: Sequence[str] | None, parallel: Sequence[str] | None,
@@ -167,13 +174,15 @@ def gather_inputs(langs: list[Language], corpus: Sequence[str] | None, parallel:
         read = read_parallel(list(parallel), max_pairs_per_lang=max_pairs_per_lang, seed=seed, exclude=exclude,
                              max_chars=300)
         kept = {lang.code for lang in langs}
-        pairs = [(p.en, p.other) for p in read if p.lang in kept or p.lang.split("-")[0] in kept]
+        chosen = [p for p in read if p.lang in kept or p.lang.split("-")[0] in kept]
+        pairs = [(p.en, p.other, p.lang.split("-")[0]) for p in chosen]
         if not pairs:
             raise BadInputError(f"no parallel pairs of {', '.join(sorted(kept))} in {', '.join(parallel)}")
     rng = random.Random(seed)
     rng.shuffle(pairs)
-    dev_pairs = pairs[: min(dev_size, len(pairs) // 10)]
-    pairs = pairs[len(dev_pairs):]
+    dev_pairs = [(en, other) for en, other, _ in pairs[: min(dev_size, len(pairs) // 10)]]
+    pair_langs = [lang for _, _, lang in pairs[len(dev_pairs):]]
+    pairs = [(en, other) for en, other, _ in pairs[len(dev_pairs):]]
     rng.shuffle(texts)
     n_dev = min(dev_size, len(texts) // 10)
     dev_texts, texts = texts[:n_dev], texts[n_dev:]
@@ -191,7 +200,7 @@ def gather_inputs(langs: list[Language], corpus: Sequence[str] | None, parallel:
                     dev += pseudo_sentences(lang, max(1, dev_size // len(langs)), seed=seed + 1)
                 except Exception:  # noqa: BLE001 - no word list for this language: skipped
                     continue
-    return Inputs(texts, pairs, train, dev[: max(dev_size, len(dev_pairs) * 2)], dev_pairs, source)
+    return Inputs(texts, pairs, train, dev[: max(dev_size, len(dev_pairs) * 2)], dev_pairs, source, pair_langs)
 
 
 def read_corpus(patterns: Sequence[str]) -> list[str]:
@@ -356,7 +365,8 @@ def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, lang
         return vocab.trim_vocabulary(current, folder, [l.code for l in languages], corpus=inputs.train_texts if
                                      inputs.source != "built-in samples" else None, size=size, weights=lang_weights)
     if step.name == "drop":
-        return layers.drop_layers(current, folder, _number(step, "layers", int), texts=inputs.dev_texts)
+        return layers.drop_layers(current, folder, _number(step, "layers", int), texts=inputs.dev_texts,
+                                  choose=step.args.get("choose", "importance"))
     if step.name == "prune":
         return layers.prune(current, folder, heads=_number(step, "heads") if "heads" in step.args else 0.0,
                             ffn=_number(step, "ffn") if "ffn" in step.args else 0.0, texts=inputs.dev_texts)
@@ -374,9 +384,12 @@ def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, lang
         if "lr" in step.args:
             overrides["lr"] = _number(step, "lr")
         config = dataclasses.replace(config, **overrides)
+        balance = _number(step, "balance", int) if "balance" in step.args else 1
+        repeat = recover.balance_repeats(inputs.pairs, inputs.pair_langs, balance)
         return recover.recover(current, folder, parent_folder, texts=inputs.train_texts, dev_texts=inputs.dev_texts,
                                dev_pairs=inputs.dev_pairs, config=config, teacher_precision=teacher_precision,
-                               pairs=inputs.pairs, targets=step.args.get("targets", "own"), progress=progress)
+                               pairs=inputs.pairs, targets=step.args.get("targets", "own"), repeat=repeat,
+                               progress=progress)
     return _export(current, folder, step.name)
 
 

@@ -20,7 +20,7 @@ import hashlib
 import json
 import time
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -92,9 +92,27 @@ def _encode(model, texts, prefix) -> np.ndarray:
 TARGETS = ("own", "english")
 
 
+def balance_repeats(pairs: Sequence[tuple[str, str]], langs: Sequence[str], most: int) -> dict[str, int]:
+    """How often to repeat the translation of each pair so that a language with few pairs weighs more: a
+    language with n pairs, against the largest language's n_max, is repeated round(n_max / n) times, at most
+    ``most`` (1: no repeats). Texts with one repeat are left out of the result."""
+    if not isinstance(most, int) or most < 1:
+        raise BadInputError(f"balance must be a whole number >= 1 (the most a language's pairs are repeated), got {most!r}")
+    if len(pairs) != len(langs):
+        raise ValueError(f"{len(pairs)} pairs but {len(langs)} languages")
+    counts: dict[str, int] = {}
+    for lang in langs:
+        counts[lang] = counts.get(lang, 0) + 1
+    if not counts:
+        return {}
+    largest = max(counts.values())
+    times = {lang: min(most, max(1, round(largest / n))) for lang, n in counts.items()}
+    return {other: times[lang] for (_, other), lang in zip(pairs, langs) if times[lang] > 1}
+
+
 def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: Sequence[str],
             dev_texts: Sequence[str] = (), dev_pairs: Sequence[tuple[str, str]] = (), config=None,
-            pairs: Sequence[tuple[str, str]] = (), targets: str = "own",
+            pairs: Sequence[tuple[str, str]] = (), targets: str = "own", repeat: Mapping[str, int] | None = None,
             teacher_precision: str = "fp32", cache_root: Path | str | None = None, resume: bool = False,
             overwrite: bool = False, progress: bool | None = None, on_step=None) -> dict:
     """Folder -> Folder: train the compressed model in ``folder`` towards ``parent``'s vectors of ``texts``.
@@ -104,13 +122,14 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     targets: "own" (each text towards the parent's vector of itself) or "english" (the other side of each of
     ``pairs`` and ``dev_pairs`` towards the parent's vector of its English side). teacher_precision: the
     parent's precision for its targets (bf16 is ~3x faster on CPUs with bf16 instructions, cosine 0.99999 to
-    fp32). Returns the step's record.
+    fp32). Texts longer than the config's max_length tokens are skipped (counted in the record). Returns the
+    step's record.
     """
     import torch
 
     from .. import load
     from ..distill.teacher_cache import TeacherCache
-    from ..train.loop import fit, jsonl_log, parameter_groups, token_lengths
+    from ..train.loop import fit, jsonl_log, parameter_groups
 
     config = config or recovery_config()
     config.check()
@@ -122,6 +141,11 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     texts = list(dict.fromkeys(t for t in texts if t.strip()))
     if not texts:
         raise BadInputError("recovery needs training text: pass a corpus (--corpus) or parallel data (--parallel)")
+    repeat = dict(repeat or {})
+    bad = {t: n for t, n in repeat.items() if not isinstance(n, int) or n < 1}
+    if bad:
+        text, n = next(iter(bad.items()))
+        raise BadInputError(f"a text's repeat count must be a whole number >= 1, got {n!r} for {text[:60]!r}")
     out = Path(out)
     started = time.perf_counter()
     torch.manual_seed(config.seed)
@@ -130,22 +154,28 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     structure = structure_of(record)
     teacher = load(str(parent), precision=teacher_precision, device=config.device)
     prefix = child.resolve_prompt(None)
+    max_length = min(config.max_length, child.max_length or config.max_length)
+    texts, lengths, skipped = _fitting(child.model.tokenizer, texts, prefix, max_length)
     cache = TeacherCache(Path(cache_root) if cache_root else cache_dir() / "teacher", teacher, prompt=prefix)
     dev_texts = [t for t in dict.fromkeys(dev_texts) if t.strip()]
     dev_pairs = list(dev_pairs)
-    wanted = sorted(set(texts) | set(dev_texts) | {en for en, _ in dev_pairs} | set(english_of.values()))
+    needed = set(texts) | set(dev_texts) | {en for en, _ in dev_pairs}
+    wanted = sorted(needed | {english_of[t] for t in needed if t in english_of})
     vectors_of = dict(zip(wanted, cache.get(wanted)))  # the parent's vectors, computed once
-    target_of = {t: vectors_of[english_of.get(t, t)] for t in wanted}
+    target_of = {t: vectors_of[english_of.get(t, t)] for t in needed}
     model = child.model  # already materialized by load(): pruned units cut out, shared layers tied
     if getattr(model[0].auto_model, "pooler", None) is not None:
         model[0].auto_model.pooler = None  # unused by sentence vectors (see folder.working_copy)
-    model.max_seq_length = min(config.max_length, child.max_length or config.max_length)
+    model.max_seq_length = max_length
     if config.freeze_embeddings:
         model[0].auto_model.get_input_embeddings().weight.requires_grad_(False)
     if config.freeze_layers:
         from ..train.freeze import freeze_lower_layers
 
         freeze_lower_layers(model[0].auto_model, config.freeze_layers)
+    unique_texts = texts
+    texts = [t for t in texts for _ in range(repeat.get(t, 1))]
+    lengths = [n for t, n in zip(unique_texts, lengths) for _ in range(repeat.get(t, 1))]
     target_vectors = np.stack([target_of[t] for t in texts])
     objective = ParentRegression(
         texts, target_vectors, prefix, config, dev_texts, np.stack([target_of[t] for t in dev_texts]) if dev_texts else None,
@@ -162,10 +192,11 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
          "teacher_encoded": cache.n_encoded, "config": dataclasses.asdict(config), "resume": resume})
     groups = parameter_groups(model, config.lr, config.weight_decay)
     loop = fit(model, objective, config, work_dir, groups, resume=resume, progress=progress, log=log, on_step=on_step,
-               lengths=token_lengths(model, texts, prefix), desc="recover")
+               lengths=lengths, desc="recover")
     log({"event": "done", **{k: v for k, v in dataclasses.asdict(loop).items() if k != "evals"}})
-    step = {"step": "recover", "parent": str(parent), "texts": len(texts), "targets": targets,
-            "english_targets": sum(t in english_of for t in texts), "dev_texts": len(dev_texts),
+    step = {"step": "recover", "parent": str(parent), "texts": len(unique_texts), "rows": len(texts),
+            "skipped_longer_than_max_length": skipped, "targets": targets,
+            "english_targets": sum(t in english_of for t in unique_texts), "dev_texts": len(dev_texts),
             "dev_pairs": len(dev_pairs), "teacher_precision": teacher_precision, "steps": loop.steps,
             "epochs": loop.epochs_done, "stopped": loop.stopped, "start": loop.first, "best": loop.best,
             "sentences_per_second": loop.sentences_per_second, "seconds": round(time.perf_counter() - started, 1),
@@ -182,6 +213,19 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
     shutil.copy2(log_path, out / LOG_NAME)
     shutil.rmtree(work_dir, ignore_errors=True)
     return step
+
+
+def _fitting(tokenizer, texts: list[str], prefix: str, max_length: int) -> tuple[list[str], list[int], int]:
+    """The texts of at most ``max_length`` tokens, their lengths, and how many were longer: a longer text would
+    be trained, cut, towards the parent's vector of all of it."""
+    from ..backends.torch_backend import token_lengths
+
+    counts = token_lengths(tokenizer, texts, prefix)
+    kept = [(t, n) for t, n in zip(texts, counts) if n <= max_length]
+    if not kept:
+        raise BadInputError(f"every training text is longer than {max_length} tokens, the recovery's max_length: "
+                            "raise max_length or pass shorter texts")
+    return [t for t, _ in kept], [n for _, n in kept], len(texts) - len(kept)
 
 
 def _full_size(model, structure: dict):
