@@ -405,7 +405,7 @@ def compress(
     lang_weights: Optional[list[str]] = typer.Option(None, "--lang-weight", help="Weight of a language when --trim-size cuts, e.g. en=8 when English is half your text (repeatable; default 1 each)."),
     recover_epochs: Optional[int] = typer.Option(None, "--recover-epochs", help="Passes over the training text in recover (default 1)."),
     recover_steps: Optional[int] = typer.Option(None, "--recover-steps", help="Stop recover after N steps."),
-    recover_lr: Optional[float] = typer.Option(None, "--recover-lr", help="Learning rate of recover (default 1e-4)."),
+    recover_lr: Optional[float] = typer.Option(None, "--recover-lr", help="Learning rate of recover (default 1e-3)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per recover step (default 64)."),
     max_length: Optional[int] = typer.Option(None, "--max-length", help="Tokens per sentence in recover (default 128)."),
     teacher_precision: str = typer.Option("fp32", "--teacher-precision", help="Precision of the parent when it computes recovery targets: fp32, or bf16 (~3x faster on CPUs with bf16 instructions)."),
