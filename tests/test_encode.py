@@ -133,6 +133,35 @@ def test_truncation_is_counted_and_warned(tiny):
     assert tiny.last_stats.n_truncated == 0
 
 
+def test_last_stats_are_kept_per_thread(tiny):
+    import threading
+
+    long_text = " ".join(["hello world"] * 100)
+    first_done, second_done = threading.Event(), threading.Event()
+    seen = {}
+
+    def first():
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            tiny.encode(["a", long_text])
+        first_done.set()
+        second_done.wait(30)
+        seen["first"] = tiny.last_stats.n_truncated  # read after the other thread's encode
+
+    def second():
+        first_done.wait(30)
+        tiny.encode(["short"])
+        seen["second"] = tiny.last_stats.n_truncated
+        second_done.set()
+
+    threads = [threading.Thread(target=first), threading.Thread(target=second)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert seen == {"first": 1, "second": 0}
+
+
 # ---- the NaN guard ----
 def test_nonfinite_batch_is_recomputed_in_fp32(tmp_path, monkeypatch):
     encoder = xlembed.load(make_tiny_st_folder(tmp_path), precision="bf16")

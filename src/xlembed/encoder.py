@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import sys
+import threading
 import time
 import warnings
 from abc import ABC, abstractmethod
@@ -29,7 +30,7 @@ Output = Literal["sentence", "token"]
 
 @dataclass
 class EncodeStats:
-    """What the last ``encode`` call did (read it from ``encoder.last_stats``)."""
+    """What the last ``encode`` call did (read it from ``encoder.last_stats``, per thread)."""
 
     n_texts: int = 0
     n_batches: int = 0
@@ -92,8 +93,18 @@ class Encoder(ABC):
 
     def __init__(self, info: ModelInfo):
         self.info = info
-        self.last_stats = EncodeStats()
+        self._stats = threading.local()
         self._warned_languages: set[str] = set()  # languages the check has warned about (once each)
+
+    @property
+    def last_stats(self) -> EncodeStats:
+        """What this thread's last ``encode`` call did: kept per thread, so concurrent encodes (the batch
+        workers of ``xlembed serve``) do not overwrite each other's figures."""
+        return getattr(self._stats, "value", None) or EncodeStats()
+
+    @last_stats.setter
+    def last_stats(self, stats: EncodeStats) -> None:
+        self._stats.value = stats
 
     # ---- properties the rest of xlembed reads ----
     @property
