@@ -32,6 +32,8 @@ from ..errors import BadInputError
 from ..paths import atomic_folder, check_output_folder, write_text_atomic
 from .folder import RECORD_NAME, read_record
 from .languages import Language, parse_langs
+from .layers import DROP_CHOICES
+from .recover import TARGETS
 
 STEP_NAMES = ("trim", "drop", "prune", "share", "recover", "int8", "onnx")
 EXPORTS = ("int8", "onnx")
@@ -87,10 +89,10 @@ def parse_steps(text: str | Sequence[str]) -> list[Step]:
             raise BadInputError("prune needs heads=SHARE and/or ffn=SHARE, e.g. prune:heads=0.3,ffn=0.3")
         if step.name == "drop" and "layers" not in step.args:
             raise BadInputError("drop needs the number of layers to remove, e.g. drop:6")
-        if step.name == "drop" and step.args.get("choose", "importance") not in ("importance", "spread"):
-            raise BadInputError(f"step {step.label()}: choose must be importance or spread")
-        if step.name == "recover" and step.args.get("targets", "own") not in ("own", "english"):
-            raise BadInputError(f"step {step.label()}: targets must be own or english")
+        if step.name == "drop" and step.args.get("choose", DROP_CHOICES[0]) not in DROP_CHOICES:
+            raise BadInputError(f"step {step.label()}: choose must be {' or '.join(DROP_CHOICES)}")
+        if step.name == "recover" and step.args.get("targets", TARGETS[0]) not in TARGETS:
+            raise BadInputError(f"step {step.label()}: targets must be {' or '.join(TARGETS)}")
         if step.name == "share" and "groups" not in step.args:
             raise BadInputError("share needs the number of layer groups, e.g. share:6")
     names = [s.name for s in steps]
@@ -174,8 +176,7 @@ def gather_inputs(langs: list[Language], corpus: Sequence[str] | None, parallel:
         read = read_parallel(list(parallel), max_pairs_per_lang=max_pairs_per_lang, seed=seed, exclude=exclude,
                              max_chars=300)
         kept = {lang.code for lang in langs}
-        chosen = [p for p in read if p.lang in kept or p.lang.split("-")[0] in kept]
-        pairs = [(p.en, p.other, p.lang.split("-")[0]) for p in chosen]
+        pairs = [(p.en, p.other, p.lang.split("-")[0]) for p in read if p.lang in kept or p.lang.split("-")[0] in kept]
         if not pairs:
             raise BadInputError(f"no parallel pairs of {', '.join(sorted(kept))} in {', '.join(parallel)}")
     rng = random.Random(seed)
@@ -366,7 +367,7 @@ def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, lang
                                      inputs.source != "built-in samples" else None, size=size, weights=lang_weights)
     if step.name == "drop":
         return layers.drop_layers(current, folder, _number(step, "layers", int), texts=inputs.dev_texts,
-                                  choose=step.args.get("choose", "importance"))
+                                  choose=step.args.get("choose", DROP_CHOICES[0]))
     if step.name == "prune":
         return layers.prune(current, folder, heads=_number(step, "heads") if "heads" in step.args else 0.0,
                             ffn=_number(step, "ffn") if "ffn" in step.args else 0.0, texts=inputs.dev_texts)
@@ -388,7 +389,7 @@ def _run_step(step: Step, current: Path, folder: Path, parent_folder: Path, lang
         repeat = recover.balance_repeats(inputs.pairs, inputs.pair_langs, balance)
         return recover.recover(current, folder, parent_folder, texts=inputs.train_texts, dev_texts=inputs.dev_texts,
                                dev_pairs=inputs.dev_pairs, config=config, teacher_precision=teacher_precision,
-                               pairs=inputs.pairs, targets=step.args.get("targets", "own"), repeat=repeat,
+                               pairs=inputs.pairs, targets=step.args.get("targets", TARGETS[0]), repeat=repeat,
                                progress=progress)
     return _export(current, folder, step.name)
 

@@ -20,6 +20,7 @@ import dataclasses
 import hashlib
 import json
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Mapping, Sequence
 
@@ -102,9 +103,7 @@ def balance_repeats(pairs: Sequence[tuple[str, str]], langs: Sequence[str], most
         raise BadInputError(f"balance must be a whole number >= 1 (the most a language's pairs are repeated), got {most!r}")
     if len(pairs) != len(langs):
         raise ValueError(f"{len(pairs)} pairs but {len(langs)} languages")
-    counts: dict[str, int] = {}
-    for lang in langs:
-        counts[lang] = counts.get(lang, 0) + 1
+    counts = Counter(langs)
     if not counts:
         return {}
     largest = max(counts.values())
@@ -176,8 +175,8 @@ def recover(folder: Path | str, out: Path | str, parent: Path | str, *, texts: S
 
         freeze_lower_layers(model[0].auto_model, config.freeze_layers)
     unique_texts = texts
-    texts = [t for t in texts for _ in range(repeat.get(t, 1))]
-    lengths = [n for t, n in zip(unique_texts, lengths) for _ in range(repeat.get(t, 1))]
+    rows = [(t, n) for t, n in zip(unique_texts, lengths) for _ in range(repeat.get(t, 1))]
+    texts, lengths = [t for t, _ in rows], [n for _, n in rows]
     target_vectors = np.stack([target_of[t] for t in texts])
     objective = ParentRegression(
         texts, target_vectors, prefix, config, dev_texts, np.stack([target_of[t] for t in dev_texts]) if dev_texts else None,
