@@ -8,6 +8,8 @@ STS17; throughput on one mixed 2,000-sentence Tatoeba sample, peak RSS, load tim
   int8-plain     the parent as plain ONNX Runtime dynamic int8 (per-channel weights, reduce_range)
   int8           the parent with xlembed's int8 (each MatMul's 4 largest input channels kept in fp32)
   trim-S         vocabulary trimmed to the 9 languages at S of the parent's parameters (no retraining)
+  trim-S-recovered  trim-S + a short recovery of its layers towards the parent's own vectors (word embeddings
+                 frozen, --trim-recover-steps): the same shape and size as trim-S
   small          trim + drop 6 of 12 layers (evenly spread, --drop-choose) + recovery + int8
   prune / share  trim + pruning of 50% of heads and FFN neurons / sharing 6 groups of 2 layers: the same
                  parameter count as `small`, the same recovery budget, + int8
@@ -43,7 +45,7 @@ KEPT_TATOEBA = ("ara", "cmn", "deu", "fra", "jpn", "kor", "rus", "spa")
 ALL_TATOEBA = KEPT_TATOEBA + ("ita", "por", "nld", "pol", "tur", "vie", "hin")
 PREFIX = "query: "
 ROWS = ("st-fp32", "parent", "parent-onnx", "int8-plain", "int8", "trim-0.40", "trim-0.45", "trim-0.50",
-        "trim-0.40-onnx", "small", "prune", "share")
+        "trim-0.40-onnx", "trim-0.40-recovered", "small", "prune", "share")
 SPEC_PRECISION = {"parent": "fp32", "parent-onnx": "fp32", "int8-plain": "int8", "int8": "int8", "trim-0.40-onnx": "fp32"}
 GOALS = {"trim_share": 0.40, "trim_max_loss": 0.3, "trim_rss_ratio": 2.0, "int8_mean_loss": 0.5, "int8_max_loss": 1.0,
          "int8_speed_ratio": 4.0, "small_speed_ratio": 8.0, "small_mean_loss": 2.0, "small_disk_mb": 40.0}
@@ -64,6 +66,10 @@ def parse_args(argv=None):
                    help="recovery steps of the small row (~2,100 steps a pass over the text; 4,000 fit in 60 min with the parent's vectors)")
     p.add_argument("--other-recover-steps", type=int, default=500,
                    help="recovery steps of the prune/share rows (their dev curves are compared with small's at this step)")
+    p.add_argument("--trim-recover-steps", type=int, default=600,
+                   help="recovery steps of the trim-S-recovered rows (own targets, layers only; ~12 min on 2 cores)")
+    p.add_argument("--trim-recover-lr", type=float, default=5e-5,
+                   help="learning rate of the trim-S-recovered rows (the layers start at the parent's: small steps)")
     p.add_argument("--drop-choose", default="spread", choices=("importance", "spread"),
                    help="how the small row chooses the 6 layers to drop: evenly spread (the better start for recovery: "
                         "-6.7 vs -9.9 Tatoeba after 500 steps) or by measured importance (closest to the parent untrained)")
@@ -150,12 +156,20 @@ def parallel_files(data: Path) -> list[str]:
     return sorted(str(f) for f in (data / "parallel").glob("*/*.en-*.tsv") if f.parent.name != "kyoto_wiki_enja")
 
 
+def recovery_inputs(args):
+    """Training, dev texts and pairs of the 9 languages from the shared parallel data (pipeline.gather_inputs)."""
+    from xlembed.compress.languages import parse_langs
+    from xlembed.compress.pipeline import gather_inputs
+
+    return gather_inputs(parse_langs(LANGS), None, parallel_files(Path(args.data_root)), dev_size=500,
+                         max_pairs_per_lang=args.pairs_per_lang)
+
+
 def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
     """The model folder of a row and what building it did (cached in OUT/models)."""
     from xlembed.compress import layers, recover, vocab
     from xlembed.compress.onnx_export import export_onnx_folder
-    from xlembed.compress.pipeline import gather_inputs
-    from xlembed.compress.languages import parse_langs, parse_weights
+    from xlembed.compress.languages import parse_weights
     import xlembed
 
     weights = parse_weights(args.lang_weight) or None
@@ -164,13 +178,22 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
         folder = models / f"trim-{size}"
         if not (folder / "compress.json").is_file():
             vocab.trim_vocabulary(parent, folder, LANGS, size=float(size), weights=weights)
-        return folder, steps_record(folder)
+        if not name.endswith("-recovered"):
+            return folder, steps_record(folder)
+        recovered = models / name
+        if not (recovered / "compress.json").is_file():
+            inputs = recovery_inputs(args)
+            config = recover.recovery_config(max_steps=args.trim_recover_steps, epochs=100, batch_size=64,
+                                             max_length=args.recover_max_length, lr=args.trim_recover_lr, eval_every=200)
+            recover.recover(folder, recovered, parent, texts=[t for t in inputs.train_texts if len(t) <= args.recover_max_chars],
+                            dev_texts=inputs.dev_texts[:500], dev_pairs=inputs.dev_pairs[:500], config=config,
+                            teacher_precision=args.teacher_precision, targets="own", progress=sys.stderr.isatty())
+        return recovered, steps_record(recovered)
     if name in ("small", "prune", "share"):
         trimmed = models / f"trim-{args.small_trim}"
         if not (trimmed / "compress.json").is_file():
             vocab.trim_vocabulary(parent, trimmed, LANGS, size=float(args.small_trim), weights=weights)
-        inputs = gather_inputs(parse_langs(LANGS), None, parallel_files(Path(args.data_root)), dev_size=500,
-                               max_pairs_per_lang=args.pairs_per_lang)
+        inputs = recovery_inputs(args)
         reduced = models / f"{name}-reduced"
         if not (reduced / "compress.json").is_file():
             t0 = time.perf_counter()
