@@ -165,6 +165,18 @@ def recovery_inputs(args):
                          max_pairs_per_lang=args.pairs_per_lang)
 
 
+def run_recovery(source: Path, out: Path, parent: Path, args, inputs, *, steps: int, lr: float, eval_every: int, **how) -> None:
+    """recover.recover with the benchmark's settings: batch 64, texts of at most --recover-max-chars characters,
+    500 dev texts and pairs; ``how``: targets, pairs, repeat."""
+    from xlembed.compress import recover
+
+    config = recover.recovery_config(max_steps=steps, epochs=100, batch_size=64, max_length=args.recover_max_length,
+                                     lr=lr, eval_every=eval_every)
+    recover.recover(source, out, parent, texts=[t for t in inputs.train_texts if len(t) <= args.recover_max_chars],
+                    dev_texts=inputs.dev_texts[:500], dev_pairs=inputs.dev_pairs[:500], config=config,
+                    teacher_precision=args.teacher_precision, progress=sys.stderr.isatty(), **how)
+
+
 def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
     """The model folder of a row and what building it did (cached in OUT/models)."""
     from xlembed.compress import layers, recover, vocab
@@ -182,12 +194,8 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
             return folder, steps_record(folder)
         recovered = models / name
         if not (recovered / "compress.json").is_file():
-            inputs = recovery_inputs(args)
-            config = recover.recovery_config(max_steps=args.trim_recover_steps, epochs=100, batch_size=64,
-                                             max_length=args.recover_max_length, lr=args.trim_recover_lr, eval_every=200)
-            recover.recover(folder, recovered, parent, texts=[t for t in inputs.train_texts if len(t) <= args.recover_max_chars],
-                            dev_texts=inputs.dev_texts[:500], dev_pairs=inputs.dev_pairs[:500], config=config,
-                            teacher_precision=args.teacher_precision, targets="own", progress=sys.stderr.isatty())
+            run_recovery(folder, recovered, parent, args, recovery_inputs(args), steps=args.trim_recover_steps,
+                         lr=args.trim_recover_lr, eval_every=200, targets="own")
         return recovered, steps_record(recovered)
     if name in ("small", "prune", "share"):
         trimmed = models / f"trim-{args.small_trim}"
@@ -206,15 +214,10 @@ def build(name: str, args, parent: Path, models: Path) -> tuple[Path, dict]:
             print(f"{name}: reduced in {time.perf_counter() - t0:.0f} s", file=sys.stderr)
         recovered = models / f"{name}-recovered"
         if not (recovered / "compress.json").is_file():
-            steps = args.recover_steps if name == "small" else args.other_recover_steps
-            config = recover.recovery_config(max_steps=steps, epochs=100, batch_size=64, max_length=args.recover_max_length,
-                                             lr=args.recover_lr, eval_every=500 if name == "small" else 100)
-            train = [t for t in inputs.train_texts if len(t) <= args.recover_max_chars]
-            recover.recover(
-                reduced, recovered, parent, texts=train, dev_texts=inputs.dev_texts[:500],
-                dev_pairs=inputs.dev_pairs[:500], config=config, teacher_precision=args.teacher_precision,
-                pairs=inputs.pairs, targets=args.recover_targets, progress=sys.stderr.isatty(),
-                repeat=recover.balance_repeats(inputs.pairs, inputs.pair_langs, args.recover_balance))
+            run_recovery(reduced, recovered, parent, args, inputs,
+                         steps=args.recover_steps if name == "small" else args.other_recover_steps, lr=args.recover_lr,
+                         eval_every=500 if name == "small" else 100, pairs=inputs.pairs, targets=args.recover_targets,
+                         repeat=recover.balance_repeats(inputs.pairs, inputs.pair_langs, args.recover_balance))
         int8 = models / f"{name}-int8"
         if not (int8 / "xlembed.json").is_file():
             export_onnx_folder(xlembed.load(str(recovered)), int8, precision="int8")
