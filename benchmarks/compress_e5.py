@@ -6,7 +6,7 @@ STS17; throughput on one mixed 2,000-sentence Tatoeba sample, peak RSS, load tim
   parent         multilingual-e5-small fp32 (xlembed, torch)
   st-fp32        sentence-transformers fp32: the throughput reference, measured at the start and the end
   int8-plain     the parent as plain ONNX Runtime dynamic int8 (per-channel weights, reduce_range)
-  int8           the parent with xlembed's int8 (each MatMul's 4 largest input channels kept in fp32)
+  int8           the parent with xlembed's int8 (each MatMul's 8 largest input channels kept in fp32)
   trim-S         vocabulary trimmed to the 9 languages at S of the parent's parameters (no retraining)
   trim-S-recovered  trim-S + a short recovery of its layers towards the parent's own vectors (word embeddings
                  frozen, --trim-recover-steps): the same shape and size as trim-S
@@ -233,15 +233,19 @@ def steps_record(folder: Path) -> list[dict]:
 
 def plain_int8(parent: Path, models: Path) -> Path:
     """The parent as plain dynamic int8: the xlembed export with the outlier split switched off."""
+    return int8_variant(parent, models / "int8-plain", outlier_channels=0)
+
+
+def int8_variant(parent: Path, folder: Path, **options) -> Path:
+    """The parent as int8 with these QUANT_OPTIONS instead of the defaults (exported once into ``folder``)."""
     import xlembed
     from xlembed.compress.onnx_export import export_onnx_folder
     from xlembed.compress import quantize
 
-    folder = models / "int8-plain"
     if (folder / "xlembed.json").is_file():
         return folder
     saved = dict(quantize.QUANT_OPTIONS)
-    quantize.QUANT_OPTIONS["outlier_channels"] = 0
+    quantize.QUANT_OPTIONS.update(options)
     try:
         export_onnx_folder(xlembed.load(str(parent)), folder, precision="int8")
     finally:

@@ -571,3 +571,50 @@ def test_a_brace_alternative_without_files_warns_and_the_others_are_read(tmp_pat
         resolve_files([pattern], exclude=["ntrex128", "tico19"])
     with pytest.raises(BadInputError, match="no parallel data file matches"):
         resolve_files([str(tmp_path / "{x,y}" / "*.tsv")])
+
+
+def _write_mo(path: Path, messages: dict[str, str]) -> None:
+    """A GNU gettext catalog (.mo) holding ``messages`` (msgid -> msgstr) and a UTF-8 header."""
+    import struct
+
+    messages = {"": "Content-Type: text/plain; charset=UTF-8\n", **messages}
+    keys = sorted(messages)
+    ids = [k.encode("utf-8") for k in keys]
+    strs = [messages[k].encode("utf-8") for k in keys]
+    start = 7 * 4 + 16 * len(keys)
+    table, blob = [], b""
+    for items in (ids, strs):
+        for item in items:
+            table.append((len(item), start + len(blob)))
+            blob += item + b"\0"
+    header = struct.pack("<7I", 0x950412DE, 0, len(keys), 28, 28 + 8 * len(keys), 0, 0)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(header + b"".join(struct.pack("<2I", n, o) for n, o in table) + blob)
+
+
+def test_heldout_bitext_keeps_clean_unambiguous_sentences_of_held_out_languages(monkeypatch, tmp_path):
+    import importlib
+
+    from xlembed.eval.data import read_tatoeba, tatoeba_languages
+
+    monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
+    bitext = importlib.import_module("heldout_bitext")
+    good = {f"The window number {w} is open now": f"Ikkuna numero {w} on nyt auki" for w in ("one", "two", "three")}
+    rejected = {"Open the file %s for reading": "Avaa tiedosto %s luettavaksi",  # placeholder
+                "Show the _File menu here": "Näytä _Tiedosto-valikko tässä",  # accelerator
+                "Use <b>bold</b> text here": "Käytä <b>lihavoitua</b> tekstiä",  # markup
+                "Too short": "Liian lyhyt",  # fewer than 4 English words
+                "This one is not translated": "This one is not translated",  # a copy of the English
+                "Quit the program right now": "Lopeta",  # 'Lopeta' has two English partners: ambiguous
+                "Leave the program right now": "Lopeta"}
+    _write_mo(tmp_path / "locale" / "fi" / "LC_MESSAGES" / "app.mo", {**good, **rejected})
+    _write_mo(tmp_path / "locale" / "de" / "LC_MESSAGES" / "app.mo", {"The window is open now": "Das Fenster ist offen"})
+    out = tmp_path / "bitext"
+    written = bitext.build(tmp_path / "locale", out, None, pairs=10, min_pairs=2, seed=0)
+    assert written == {"fin": 3}  # German is one of shared/data's Tatoeba languages: not held out
+    assert tatoeba_languages(out) == ["fin"]
+    fi, en = read_tatoeba(out, "fin")
+    assert sorted(zip(en, fi)) == sorted(good.items())
+    assert bitext.build(tmp_path / "locale", tmp_path / "none", None, pairs=10, min_pairs=4, seed=0) == {}
+    with pytest.raises(SystemExit, match="no locale folder .* for sv"):
+        bitext.build(tmp_path / "locale", tmp_path / "none", ["sv"], pairs=10, min_pairs=1, seed=0)
