@@ -494,6 +494,12 @@ def test_real_int8_recipe_is_closer_to_fp32_than_plain_dynamic(e5_dir, tatoeba_d
 
     ops = [n.op_type for n in onnx.load(str(folder / "model.onnx"), load_external_data=False).graph.node]
     assert ops.count("MultiHeadAttention") == 12 and "Softmax" not in ops  # every attention block fused
+    from xlembed.compress.quantize import OUTLIER_SUFFIX
+
+    int8_file = folder / json.loads((folder / "xlembed.json").read_text())["files"]["int8"]
+    names = [n.name for n in onnx.load(str(int8_file), load_external_data=False).graph.node]
+    # every Linear of the 12 layers (Q, K, V, output, FFN in, FFN out) keeps its outlier channels in fp32
+    assert sum(n.endswith(OUTLIER_SUFFIX + "_fp32") for n in names) == 72
     quantize_int8(folder / "model.onnx", tmp_path / "plain.onnx", folder / "tokenizer.json", options={"outlier_channels": 0})
     import shutil
 
