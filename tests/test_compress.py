@@ -555,18 +555,21 @@ def test_report_puts_a_compressed_model_next_to_its_parent(tmp_path):
         rec("parent", "size", {"params_m": 117.5, "disk_mb": 470, "peak_rss_mb": 950, "load_s": 5.0},
             details={"source": str(tmp_path / "p")}, main="peak_rss_mb"),
         rec("child", "size", {"params_m": 30.1, "disk_mb": 38, "peak_rss_mb": 400, "load_s": 1.0},
-            details={"source": str(tmp_path / "c"), "compress": {"parent": str(tmp_path / "p"), "languages": ["en", "ja"],
+            details={"source": str(tmp_path / "c"), "compress": {"parent": str(tmp_path / "p"), "languages": ["en", "ja", "zh"],
                                                                   "steps": ["trim", "drop:layers=6", "recover", "int8"]}},
             main="peak_rss_mb"),
         rec("parent", "tatoeba", {"accuracy": 83.6}, "jpn", main="accuracy"),
         rec("child", "tatoeba", {"accuracy": 81.0}, "jpn", main="accuracy"),
         rec("parent", "tatoeba", {"accuracy": 79.1}, "ara", main="accuracy"),
         rec("child", "tatoeba", {"accuracy": 2.0}, "ara", main="accuracy"),
+        rec("parent", "tatoeba", {"accuracy": 84.8}, "zho", main="accuracy"),  # Chinese under its macrolanguage code
+        rec("child", "tatoeba", {"accuracy": 84.0}, "zho", main="accuracy"),
     ]
     files = write_report(records, tmp_path / "report")
     text = files["markdown"].read_text()
     assert "## Compressed: child int8 vs its parent parent fp32" in text
     assert "| Tatoeba jpn | 83.60 | 81.00 | -2.60 | kept |" in text
     assert "| Tatoeba ara | 79.10 | 2.00 | -77.10 | dropped |" in text
+    assert "| Tatoeba zho | 84.80 | 84.00 | -0.80 | kept |" in text
     assert "| parameters (M) | 117.5 | 30.1 | x0.26 |" in text
     assert 'id="compression"' in files["html"].read_text()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from ..langs.codes import canonical_or_none
 from .results import RunRecord
 
 SIZE_ROWS = (("params_m", "parameters (M)", ".1f"), ("disk_mb", "disk (MB)", ".1f"), ("peak_rss_mb", "peak RSS (MB)", ".0f"),
@@ -69,7 +70,7 @@ def _rows(records, parent, child, kept: list[str]) -> list[dict]:
             dataset, language = key
             status = ""
             if task == "tatoeba" and kept:
-                status = "kept" if language in kept_tatoeba else "dropped"
+                status = "kept" if language in kept_tatoeba or canonical_or_none(language) in kept_tatoeba else "dropped"
             rows.append({"measure": f"{label} {language}" if task == "tatoeba" else f"{dataset} {language}",
                          "parent": f"{p[key]:.2f}", "child": f"{c[key]:.2f}", "change": f"{c[key] - p[key]:+.2f}",
                          "language": status})
@@ -85,7 +86,7 @@ def _tatoeba_codes(kept: list[str]) -> set[str]:
             lang = language(code)
         except Exception:  # noqa: BLE001 - an unknown code simply marks nothing
             continue
-        codes.update({lang.tatoeba, lang.code})
+        codes.update({lang.tatoeba, lang.code, canonical_or_none(lang.code)})
     return codes
 
 
