@@ -17,6 +17,7 @@ with Tatoeba's figures.
 
     python benchmarks/heldout_bitext.py --out .cache/heldout-bitext            # every language with >= 1,000 pairs
     python benchmarks/heldout_bitext.py --out DIR --langs sv,uk,th --pairs 500
+    python benchmarks/heldout_bitext.py --out ROOT/tatoeba --langs ja,zh,de --rest-out ROOT/rest   # + training text
 
 The files are derived from the catalogs' translations (GPL/LGPL, per program): keep them out of git.
 """
@@ -78,33 +79,40 @@ def unambiguous(pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
     return out
 
 
-def locale_languages(root: Path) -> dict[str, Path]:
-    """Canonical language code -> its locale folder (plain folders only: 'sv', not 'sv_FI' or 'sr@latin')."""
+def locale_languages(root: Path) -> dict[str, list[Path]]:
+    """Canonical language code -> its locale folders: the plain folder ('sv'), or where a language has none,
+    its regional ones together ('zh' = zh_CN + zh_HK + zh_TW); script variants ('sr@latin') are left out."""
     from xlembed.langs.codes import canonical_or_none
 
-    out = {}
+    plain, regional = {}, {}
     for folder in sorted(root.iterdir()):
-        if folder.is_dir() and re.fullmatch(r"[a-z]{2,3}", folder.name) and (folder / "LC_MESSAGES").is_dir():
-            code = canonical_or_none(folder.name)
-            if code and code not in SHARED:
-                out[code] = folder
-    return out
+        m = re.fullmatch(r"([a-z]{2,3})(_[A-Z]{2})?", folder.name)
+        if m and (folder / "LC_MESSAGES").is_dir():
+            code = canonical_or_none(m.group(1))
+            if code:
+                (regional.setdefault(code, []) if m.group(2) else plain.setdefault(code, [])).append(folder)
+    def own(folders, code):  # 'ro' rather than its alias 'mo' where both exist
+        return [f for f in folders if f.name == code] or folders
+
+    return {code: own(plain[code], code) if code in plain else regional[code] for code in sorted({*plain, *regional})}
 
 
-def build(root: Path, out: Path, langs: list[str] | None, pairs: int, min_pairs: int, seed: int) -> dict[str, int]:
-    """Write the bitext of each language with at least ``min_pairs`` clean pairs; returns language -> pairs written."""
+def build(root: Path, out: Path, langs: list[str] | None, pairs: int, min_pairs: int, seed: int,
+          rest_out: Path | None = None) -> dict[str, int]:
+    """Write the bitext of each language with at least ``min_pairs`` clean pairs; returns language -> pairs written.
+    ``rest_out``: also write the clean pairs not drawn, as ``rest.en-XX.tsv`` (English TAB translation), text
+    disjoint from the bitext for a trim's ``--parallel``/``--corpus``."""
     from xlembed.langs.codes import alpha3, canonical
 
     available = locale_languages(root)
-    wanted = [canonical(c) for c in langs] if langs else sorted(available)
+    wanted = [canonical(c) for c in langs] if langs else sorted(set(available) - SHARED)
     missing = [c for c in wanted if c not in available]
-    if langs and missing:
-        raise SystemExit(f"no locale folder under {root} for {', '.join(missing)} (or it is one of shared/data's "
-                         f"languages); available: {', '.join(sorted(available))}")
+    if missing:
+        raise SystemExit(f"no locale folder under {root} for {', '.join(missing)}; available: {', '.join(available)}")
     out.mkdir(parents=True, exist_ok=True)
     written = {}
     for code in wanted:
-        found = unambiguous(catalog_pairs(available[code]))
+        found = unambiguous([pair for folder in available[code] for pair in catalog_pairs(folder)])
         if len(found) < min_pairs:
             if langs:
                 print(f"{code}: only {len(found)} clean pairs (< --min-pairs {min_pairs}): skipped", file=sys.stderr)
@@ -114,6 +122,11 @@ def build(root: Path, out: Path, langs: list[str] | None, pairs: int, min_pairs:
         (out / f"tatoeba.{a3}-eng.eng").write_text("".join(en + "\n" for en, _ in chosen), encoding="utf-8")
         (out / f"tatoeba.{a3}-eng.{a3}").write_text("".join(xx + "\n" for _, xx in chosen), encoding="utf-8")
         written[a3] = len(chosen)
+        if rest_out is not None:
+            rest_out.mkdir(parents=True, exist_ok=True)
+            drawn = set(chosen)
+            (rest_out / f"rest.en-{code}.tsv").write_text("".join(f"{en}\t{xx}\n" for en, xx in found if (en, xx) not in drawn),
+                                                          encoding="utf-8")
     return written
 
 
@@ -121,10 +134,14 @@ def parse_args(argv=None):
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--locale-dir", default="/usr/share/locale", help="where the gettext catalogs are")
     p.add_argument("--out", required=True, help="folder for the Tatoeba-format files (outside git)")
-    p.add_argument("--langs", default="", help="languages to write (default: every one with --min-pairs clean pairs)")
+    p.add_argument("--langs", default="",
+                   help="languages to write (default: every one with --min-pairs clean pairs that shared/data's Tatoeba "
+                        "lacks; name shared languages here for other text of them)")
     p.add_argument("--pairs", type=int, default=1000, help="pairs per language (Tatoeba's sets have 1,000)")
     p.add_argument("--min-pairs", type=int, default=1000, help="skip languages with fewer clean pairs")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--rest-out", default=None,
+                   help="folder for the clean pairs not drawn (rest.en-XX.tsv): text of the same kind, disjoint from the bitext")
     return p.parse_args(argv)
 
 
@@ -136,7 +153,8 @@ def main(argv=None) -> int:
               file=sys.stderr)
         return 2
     langs = [c.strip() for c in args.langs.split(",") if c.strip()] or None
-    written = build(root, Path(args.out), langs, args.pairs, args.min_pairs, args.seed)
+    written = build(root, Path(args.out), langs, args.pairs, args.min_pairs, args.seed,
+                    Path(args.rest_out) if args.rest_out else None)
     if not written:
         print(f"no language under {root} has {args.min_pairs} clean pairs", file=sys.stderr)
         return 1

@@ -616,5 +616,11 @@ def test_heldout_bitext_keeps_clean_unambiguous_sentences_of_held_out_languages(
     fi, en = read_tatoeba(out, "fin")
     assert sorted(zip(en, fi)) == sorted(good.items())
     assert bitext.build(tmp_path / "locale", tmp_path / "none", None, pairs=10, min_pairs=4, seed=0) == {}
+    # named, a shared language gives other text of it (German from de_AT, its only folder here, for one)
+    _write_mo(tmp_path / "locale" / "de_AT" / "LC_MESSAGES" / "app.mo", {"The window is open now": "Das Fenster ist offen"})
+    (tmp_path / "locale" / "de" / "LC_MESSAGES" / "app.mo").unlink()
+    (tmp_path / "locale" / "de" / "LC_MESSAGES").rmdir()
+    assert bitext.build(tmp_path / "locale", tmp_path / "de", ["de"], pairs=10, min_pairs=1, seed=0) == {"deu": 1}
+    assert read_tatoeba(tmp_path / "de", "deu") == (["Das Fenster ist offen"], ["The window is open now"])
     with pytest.raises(SystemExit, match="no locale folder .* for sv"):
         bitext.build(tmp_path / "locale", tmp_path / "none", ["sv"], pairs=10, min_pairs=1, seed=0)
