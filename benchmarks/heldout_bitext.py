@@ -91,6 +91,7 @@ def locale_languages(root: Path) -> dict[str, list[Path]]:
             code = canonical_or_none(m.group(1))
             if code:
                 (regional.setdefault(code, []) if m.group(2) else plain.setdefault(code, [])).append(folder)
+
     def own(folders, code):  # 'ro' rather than its alias 'mo' where both exist
         return [f for f in folders if f.name == code] or folders
 

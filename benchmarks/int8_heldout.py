@@ -1,16 +1,17 @@
 #!/usr/bin/env python
 """int8 on held-out languages: does xlembed's int8 keep languages it was never measured on?
 
-The int8 recipe (dynamic int8 with each FFN output MatMul's outlier input channels kept in fp32, see
-xlembed/compress/quantize.py) was chosen on the 15 Tatoeba languages of shared/data. This benchmark
-measures it, against plain ONNX Runtime dynamic int8 and the fp32 parent, on bitext retrieval in languages
-shared/data does not have: software-message translations from the machine's gettext catalogs
+xlembed's int8 (dynamic int8 with the outlier input channels of MatMuls kept in fp32, see
+xlembed/compress/quantize.py) was first tuned on the 15 Tatoeba languages of shared/data. This benchmark
+measures its recipes, against plain ONNX Runtime dynamic int8 and the fp32 parent, on bitext retrieval in
+languages shared/data does not have: software-message translations from the machine's gettext catalogs
 (benchmarks/heldout_bitext.py; up to 1,000 pairs per language, both directions, top-1 as Tatoeba).
 
 Rows: fp32 (the parent, torch), bf16 (torch bf16), int8-plain (plain dynamic int8, per-channel weights,
 reduce_range), int8-down (xlembed's recipe of 2026-12-07: outlier channels only in the FFN output projections,
-tuned on the 15 shared languages), int8 (xlembed's recipe now: 8 outlier channels in every MatMul). Loss = fp32 top-1 minus the row's, in points; summarized
-over the languages the model card lists (multilingual-e5-small: XLM-R's 93 codes) and over all.
+tuned on the 15 shared languages), int8 (xlembed's recipe now: 8 outlier channels in every MatMul).
+Loss = fp32 top-1 minus the row's, in points; summarized over the languages the model card lists
+(multilingual-e5-small: XLM-R's 93 codes) and over all.
 
     python benchmarks/int8_heldout.py                         # builds .cache/heldout-bitext when it is missing
     python benchmarks/int8_heldout.py --rows fp32,bf16,int8-plain,int8-down,int8
@@ -41,7 +42,7 @@ ROWS = ("fp32", "bf16", "int8-plain", "int8-down", "int8")
 # xlembed's int8 recipe of 2026-12-07, tuned on the 15 shared Tatoeba languages: 4 outlier channels, only in the
 # MatMuls that project down (the FFN outputs) whose largest channel is >= 8x the median (8 of 72)
 DOWN_RECIPE = {"outlier_channels": 4, "outlier_min_ratio": 8.0, "outlier_scope": "down"}
-GOALS = {"mean_loss": 0.5, "max_loss": 1.0}  # issue 16's int8 goal, here on held-out languages
+MAX_LOSS = 1.0  # issue 16's per-language int8 goal: the summary lists the languages that lose more
 
 
 def parse_args(argv=None):
@@ -98,7 +99,7 @@ def summarize(rows: dict, covered: set[str]) -> dict:
             "model_mean_loss": round(statistics.mean(supported.values()), 3) if supported else None,
             "model_max_loss": max(supported.values()) if supported else None,
             "model_worst": max(supported, key=supported.get) if supported else None,
-            "model_over_1": sorted(k for k, v in supported.items() if v > GOALS["max_loss"]),
+            "model_over_1": sorted(k for k, v in supported.items() if v > MAX_LOSS),
             "all_mean_loss": round(statistics.mean(loss.values()), 3),
             "all_max_loss": max(loss.values()),
         }

@@ -64,13 +64,17 @@ def _rows(records, parent, child, kept: list[str]) -> list[dict]:
                 rows.append({"measure": label, "parent": format(p[key], fmt), "child": format(c[key], fmt),
                              "change": f"x{ratio:.2f}" if ratio is not None else "-", "language": ""})
     kept_tatoeba = _tatoeba_codes(kept)
+
+    def is_kept(language: str) -> bool:  # 'cmn', 'zho' and 'zh' are all Chinese
+        return language in kept_tatoeba or canonical_or_none(language) in kept_tatoeba
+
     for task, label in (("tatoeba", "Tatoeba"), ("sts", "STS"), ("classification", "Classification")):
         p, c = _mains(records, parent, task), _mains(records, child, task)
-        for key in sorted(set(p) & set(c), key=lambda k: (k[1] not in kept_tatoeba, k)):
+        for key in sorted(set(p) & set(c), key=lambda k: (not is_kept(k[1]), k)):
             dataset, language = key
             status = ""
             if task == "tatoeba" and kept:
-                status = "kept" if language in kept_tatoeba or canonical_or_none(language) in kept_tatoeba else "dropped"
+                status = "kept" if is_kept(language) else "dropped"
             rows.append({"measure": f"{label} {language}" if task == "tatoeba" else f"{dataset} {language}",
                          "parent": f"{p[key]:.2f}", "child": f"{c[key]:.2f}", "change": f"{c[key] - p[key]:+.2f}",
                          "language": status})
