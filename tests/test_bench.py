@@ -116,6 +116,30 @@ def test_speed_and_size_report_their_figures(tmp_path):
     assert figures["params_m"] > 0 and figures["disk_mb"] > 0 and figures["peak_rss_mb"] > 50
 
 
+def test_bench_peak_rss_is_load_and_probe_not_the_tasks(tmp_path, data_root, monkeypatch):
+    # the figure must not depend on what the tasks read or found cached: it is read after load + the bundled
+    # sample, before any task (here a reading taken once a task has run reports 10x more)
+    import xlembed.eval.bench as bench
+    import xlembed.eval.speed as speed_module
+
+    encoded: list[str] = []
+    monkeypatch.setattr(speed_module, "peak_rss_mb", lambda: 3000.0 if encoded else 300.0)
+    real_task = bench.run_task
+
+    def task(encoder, name, *args, **kwargs):
+        encoded.append(name)
+        return real_task(encoder, name, *args, **kwargs)
+
+    monkeypatch.setattr(bench, "run_task", task)
+    plan = bench.BenchPlan(models=[make_tiny_st_folder(tmp_path)], precisions=["fp32"], tasks=["tatoeba"],
+                           out=str(tmp_path / "out"), data_root=str(data_root), cache_root=str(tmp_path / "cache"))
+    records, error = bench.bench_one(plan, plan.models[0], "fp32")
+    sized = [r.result for r in records if r.result.task == "size"]
+    assert error is None and encoded and len(sized) == 1
+    assert sized[0].scores["peak_rss_mb"] == 300.0
+    assert "before any task" in sized[0].details["peak_rss"] and "sample" in sized[0].details["peak_rss"]
+
+
 def test_eval_command_tatoeba(data_root):
     result = CliRunner().invoke(app, ["eval", "--task", "tatoeba", "--data", str(data_root / "tatoeba")])
     assert result.exit_code == 0, result.stderr

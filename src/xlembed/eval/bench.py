@@ -147,7 +147,7 @@ def bench_one(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunReco
     """What one worker does: load, run every task, measure size; errors are returned, not raised."""
     from ..loading import load
     from .cache import EmbeddingCache
-    from .speed import size
+    from .speed import memory_probe, size
 
     cache = EmbeddingCache(Path(plan.cache_root) if plan.cache_root else None)
     started = time.perf_counter()
@@ -157,6 +157,7 @@ def bench_one(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunReco
         return [], str(exc).splitlines()[0]
     load_seconds = time.perf_counter() - started
     encoder.check_languages = False  # the report's coverage table shows, per language, whether it was trained on it
+    probe = memory_probe(encoder)  # before the tasks: their data and cache hits would decide the figure otherwise
     records, errors = [], []
     for task in [t for t in plan.tasks if t != "drift"]:
         try:
@@ -165,7 +166,7 @@ def bench_one(plan: BenchPlan, model: str, precision: str) -> tuple[list[RunReco
                 records.append(record(encoder, result, plan.command))
         except XlembedError as exc:
             errors.append(f"{task}: {str(exc).splitlines()[0]}")
-    records.append(record(encoder, size(encoder, load_seconds), plan.command))  # peak RSS before a reference model loads
+    records.append(record(encoder, size(encoder, load_seconds, probe), plan.command))
     if "drift" in plan.tasks and precision != "fp32":
         try:
             reference = load(model, precision="fp32")

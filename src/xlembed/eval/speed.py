@@ -44,11 +44,25 @@ def speed(
                       details={"n_texts": len(sample), "latency_runs": latency_runs})
 
 
-def size(encoder: Encoder, load_seconds: float | None = None) -> TaskResult:
-    """Parameters (millions), bytes on disk of the model's files (MB), this process's peak RSS (MB) and, when
-    given, the seconds ``load()`` took; details name the folder, the languages the model was trained on (None:
-    unknown) and, for a compressed model, its parent and steps."""
-    scores = {"disk_mb": disk_mb(encoder), "peak_rss_mb": peak_rss_mb()}
+def memory_probe(encoder: Encoder) -> dict:
+    """Encode the bundled 10-language sample (batch 32) and read this process's peak RSS: the memory of load +
+    an encode, the same texts for every model. Call it before any other work in the process (a bench worker:
+    before its tasks, whose data and cached embeddings would otherwise decide the figure)."""
+    from ..demo import load_sample
+
+    sample = load_sample()
+    texts = [row[lang] for lang in sample["languages"] for row in sample["sentences"]]
+    encoder.encode(texts, batch_size=32)
+    return {"peak_rss_mb": peak_rss_mb(), "texts": len(texts), "batch_size": 32}
+
+
+def size(encoder: Encoder, load_seconds: float | None = None, probe: dict | None = None) -> TaskResult:
+    """Parameters (millions), bytes on disk of the model's files (MB), peak RSS (MB) and, when given, the
+    seconds ``load()`` took; details name the folder, the languages the model was trained on (None: unknown)
+    and, for a compressed model, its parent and steps. Peak RSS: ``probe``'s (``memory_probe``) when given,
+    else this process's peak so far, whatever it did."""
+    rss = probe["peak_rss_mb"] if probe else peak_rss_mb()
+    scores = {"disk_mb": disk_mb(encoder), "peak_rss_mb": rss}
     params = parameter_count(encoder)
     if params is not None:
         scores["params_m"] = params / 1e6
@@ -59,7 +73,9 @@ def size(encoder: Encoder, load_seconds: float | None = None) -> TaskResult:
         scores["gpu_max_allocated_mb"] = gpu
     details = {"source": encoder.info.source,
                "languages": list(encoder.info.languages) if encoder.info.languages is not None else None,
-               "languages_source": encoder.info.languages_source}
+               "languages_source": encoder.info.languages_source,
+               "peak_rss": (f"load + encoding the bundled sample ({probe['texts']} texts, batch {probe['batch_size']}), "
+                            "before any task" if probe else "this process's peak when measured")}
     compressed = compression_of(encoder.info.source)
     if compressed:
         details["compress"] = compressed
