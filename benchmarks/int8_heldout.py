@@ -85,6 +85,20 @@ def measure(name: str, parent: Path, models: Path, data: Path, langs: list[str])
             "pairs": {r.language: r.details["n"] for r in results}}
 
 
+def measured_rows(out: Path, wanted: list[str], measure_row, command: str) -> dict:
+    """Each row's figures from OUT/rows/NAME.json, measuring (``measure_row(name)``) and writing the missing ones."""
+    (out / "rows").mkdir(parents=True, exist_ok=True)
+    rows = {}
+    for name in wanted:
+        path = out / "rows" / f"{name}.json"
+        if not path.is_file():
+            print(f"row {name}", file=sys.stderr, flush=True)
+            row = {**measure_row(name), "command": command, "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+            path.write_text(json.dumps(row, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        rows[name] = json.loads(path.read_text(encoding="utf-8"))
+    return rows
+
+
 def summarize(rows: dict, covered: set[str]) -> dict:
     base = rows["fp32"]["tatoeba"]
     out = {}
@@ -154,18 +168,9 @@ def main(argv=None) -> int:
     card = model_languages(args.catalogue_name)
     covered_codes = sorted(c for c in langs if card and canonical_or_none(c) and covered(canonical_or_none(c), card))
     out = Path(args.out)
-    (out / "rows").mkdir(parents=True, exist_ok=True)
     models = out / "models"
     command = shlex.join(["python", "benchmarks/int8_heldout.py", *sys.argv[1:]])
-    rows = {}
-    for name in wanted:
-        path = out / "rows" / f"{name}.json"
-        if not path.is_file():
-            print(f"row {name}", file=sys.stderr, flush=True)
-            row = {**measure(name, parent, models, data, langs), "command": command,
-                   "date": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
-            path.write_text(json.dumps(row, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-        rows[name] = json.loads(path.read_text(encoding="utf-8"))
+    rows = measured_rows(out, wanted, lambda name: measure(name, parent, models, data, langs), command)
     report = {"command": command, "machine": machine_info(), "versions": versions(), "model": parent.name,
               "covered": len(covered_codes), "covered_codes": covered_codes, "rows": rows,
               "summary": summarize(rows, set(covered_codes))}
