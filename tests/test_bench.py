@@ -165,6 +165,7 @@ def test_bench_runs_models_precisions_and_writes_the_report(tmp_path, data_root)
     assert ("use-multilingual", "fp32", "tatoeba") in seen and ("use-multilingual", "fp32", "sts") in seen
     assert ("tiny-model", "int8", "drift") in seen and ("tiny-model", "fp32", "speed") in seen
     assert all(r["machine"] and r["versions"] and r["date"] and r["command"] for r in data["records"])
+    assert "Peak RSS: load + encoding the bundled sample" in (out / "results.md").read_text(encoding="utf-8")
 
 
 def test_bench_thresholds_are_adjustable_from_the_command_line(tmp_path, data_root):

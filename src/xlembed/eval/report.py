@@ -183,6 +183,13 @@ def prompts_line(records: list[RunRecord]) -> str:
     return "Prompt applied on both sides: " + ("; ".join(parts) if parts else "none recorded") + "."
 
 
+def memory_line(records: list[RunRecord]) -> str:
+    """What the peak RSS column measured (the size records' own words), or '' when no record says."""
+    how = sorted({r.result.details.get("peak_rss") for r in records
+                  if r.result.task == "size" and r.result.details.get("peak_rss")})
+    return ("Peak RSS: " + "; ".join(how) + ".") if how else ""
+
+
 def _markdown(records, grades, title) -> str:
     header, rows = _summary(records, grades)
     out = [f"# {title}", "", "## Results", ""]
@@ -190,6 +197,8 @@ def _markdown(records, grades, title) -> str:
     out.append("|" + " --- |" * len(header))
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     out += ["", prompts_line(records)]
+    if memory_line(records):
+        out += ["", memory_line(records)]
     cov_header, cov_rows = _coverage(records)
     if cov_rows:
         out += ["", "## Language coverage", "", "Tatoeba accuracy per language, and whether the model was trained on "
@@ -483,6 +492,7 @@ def _html(records, grades, title) -> str:
 <p class="meta">Main score per task and language (Tatoeba accuracy %, STS Spearman x100, drift mean cosine to FP32), speed, memory and grade.</p>
 <div class="figure">{_html_table(header, rows, table_id="results")}</div>
 <p class="meta" id="prompts">{escape(prompts_line(records))}</p>
+<p class="meta" id="memory">{escape(memory_line(records))}</p>
 {_html_coverage(records)}
 {_html_comparisons(records)}
 <h2>Quality vs speed</h2>
