@@ -99,6 +99,13 @@ def measured_rows(out: Path, wanted: list[str], measure_row, command: str) -> di
     return rows
 
 
+def write_results(out: Path, report: dict, text: str) -> None:
+    """OUT/results.json (the report) and OUT/results.md (``text``, also printed)."""
+    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    (out / "results.md").write_text(text, encoding="utf-8")
+    print(text)
+
+
 def summarize(rows: dict, covered: set[str]) -> dict:
     base = rows["fp32"]["tatoeba"]
     out = {}
@@ -174,9 +181,7 @@ def main(argv=None) -> int:
     report = {"command": command, "machine": machine_info(), "versions": versions(), "model": parent.name,
               "covered": len(covered_codes), "covered_codes": covered_codes, "rows": rows,
               "summary": summarize(rows, set(covered_codes))}
-    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_results(out, report, markdown(report))
     return 0
 
 

@@ -36,7 +36,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 
 from compress_e5 import LANGS  # noqa: E402
 from encode_speed import machine_info, versions  # noqa: E402
-from int8_heldout import measured_rows  # noqa: E402
+from int8_heldout import measured_rows, write_results  # noqa: E402
 
 ROWS = ("parent", "trim", "alias-nearest", "alias-mean")
 KEPT_TATOEBA = ("ara", "cmn", "deu", "fra", "jpn", "kor", "rus", "spa")
@@ -164,9 +164,7 @@ def main(argv=None) -> int:
     report = {"command": command, "machine": machine_info(), "versions": versions(), "model": parent.name,
               "size": args.size, "kept_pieces": record["steps"][0]["pieces"]["child"], "tatoeba": str(tatoeba),
               "rows": rows, "summary": summary}
-    (out / "results.json").write_text(json.dumps(report, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
-    (out / "results.md").write_text(markdown(report), encoding="utf-8")
-    print(markdown(report))
+    write_results(out, report, markdown(report))
     return 0
 
 
