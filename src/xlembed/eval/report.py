@@ -197,8 +197,9 @@ def _markdown(records, grades, title) -> str:
     out.append("|" + " --- |" * len(header))
     out += ["| " + " | ".join(_md_cell(c) for c in row) + " |" for row in rows]
     out += ["", prompts_line(records)]
-    if memory_line(records):
-        out += ["", memory_line(records)]
+    memory = memory_line(records)
+    if memory:
+        out += ["", memory]
     cov_header, cov_rows = _coverage(records)
     if cov_rows:
         out += ["", "## Language coverage", "", "Tatoeba accuracy per language, and whether the model was trained on "
