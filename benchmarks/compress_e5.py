@@ -111,7 +111,7 @@ def worker(spec: dict) -> dict:
 
         import xlembed  # noqa: F401
 
-        return {"peak_rss_mb": round(peak_rss_mb(), 1)}
+        return {"peak_rss_mb": round(peak_rss_mb(), 1), "rss": "VmHWM"}  # its own process: nothing to measure again
     if spec["kind"] == "st":
         from sentence_transformers import SentenceTransformer
 
@@ -323,7 +323,7 @@ def main(argv=None) -> int:
     for name in wanted:  # peak RSS of load + one encode of the mix, in a fresh process per model
         path = out / "rows" / f"{name}.json"
         row = json.loads(path.read_text(encoding="utf-8"))
-        if row.get("rss") != "VmHWM" and name != "torch-runtime":
+        if row.get("rss") != "VmHWM":
             kind = "st" if name == "st-fp32" else "xl"
             spec = {"kind": kind, "path": row["path"] if kind == "xl" else str(parent), "quality": False,
                     "precision": SPEC_PRECISION.get(name)}

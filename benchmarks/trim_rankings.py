@@ -70,22 +70,13 @@ def equal_coverage(view, langs, size: int, weights: dict, always=()) -> list[int
 
 
 def han_ranked(view, langs, size: int, weights: dict, always=()) -> list[int]:
-    """score-sum with the single Han characters left to the ranking instead of always kept (select_pieces with
-    base_pieces less those characters, for this call only)."""
+    """score-sum with the single Han characters left to the ranking instead of always kept."""
     from xlembed.compress import vocab
     from xlembed.compress.languages import fits, piece_text
 
-    always_kept = vocab.base_pieces
-
-    def without_han(view, langs):
-        return {i for i in always_kept(view, langs)
-                if i in view.special_ids or not fits(piece_text(view.pieces[i]), {"Han"})}
-
-    vocab.base_pieces = without_han
-    try:
-        return vocab.select_pieces(view, langs, size=size, weights=weights, always=always)[0]
-    finally:
-        vocab.base_pieces = always_kept
+    base = {i for i in vocab.base_pieces(view, langs)
+            if i in view.special_ids or not fits(piece_text(view.pieces[i]), {"Han"})}
+    return vocab.select_pieces(view, langs, size=size, weights=weights, always=always, base=base)[0]
 
 
 def main(argv=None) -> int:

@@ -120,6 +120,20 @@ def test_wordpiece_trim_keeps_vectors_of_kept_text(wordpiece, tmp_path):
     assert not (tmp_path / "wp" / "vocab.txt").exists()  # a stale slow-tokenizer vocabulary is not written
 
 
+def test_select_pieces_keeps_the_base_it_is_given(unigram):
+    from xlembed.compress.languages import parse_langs
+
+    view = vocab.parent_view(xlembed.load(unigram).model)
+    langs = parse_langs("en")
+    base, specials = vocab.base_pieces(view, langs), set(view.special_ids)
+    assert base - specials  # single characters are in the default base
+    default, _ = vocab.select_pieces(view, langs, corpus=ENGLISH, size=len(base) + 3)
+    assert base <= set(default) and len(default) == len(base) + 3
+    chosen, _ = vocab.select_pieces(view, langs, corpus=ENGLISH, size=len(specials) + 3, base=specials)
+    assert specials <= set(chosen) and len(chosen) == len(specials) + 3
+    assert not base <= set(chosen)  # single characters now compete with the ranked pieces
+
+
 def test_bpe_trim_keeps_merges_closed():
     from tokenizers import Tokenizer, models, pre_tokenizers
 

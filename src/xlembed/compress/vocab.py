@@ -58,9 +58,10 @@ def check_weights(weights: dict[str, float], langs: Sequence[Language]) -> None:
 
 def select_pieces(view: TokenizerView, langs: Sequence[Language], *, corpus: Sequence[str] | None = None,
                   size: int | None = None, weights: dict[str, float] | None = None,
-                  always: Sequence[str] = ()) -> tuple[list[int], dict]:
+                  always: Sequence[str] = (), base: set[int] | None = None) -> tuple[list[int], dict]:
     """The piece ids to keep (sorted) and facts about the choice; ``size``: pieces to keep (None: every piece
-    with evidence); ``always``: texts whose pieces are kept whatever their rank (prompts)."""
+    with evidence); ``always``: texts whose pieces are kept whatever their rank (prompts); ``base``: the pieces
+    kept whatever their rank (default ``base_pieces``: special tokens, single characters of the kept scripts)."""
     weights = weights or {}
     check_weights(weights, langs)
     evidence = [language_evidence(view, lang) for lang in langs]
@@ -72,7 +73,7 @@ def select_pieces(view: TokenizerView, langs: Sequence[Language], *, corpus: Seq
         w = float(weights.get(ev.lang, len(langs) if ev.lang == "corpus" else 1.0))
         for i, v in ev.dist.items():
             score[i] += w * v
-    base = base_pieces(view, langs) | set(view.count(list(always)))
+    base = (base_pieces(view, langs) if base is None else set(base)) | set(view.count(list(always)))
     ranked = [i for i, _ in score.most_common() if i not in view.special_ids]
     kept = set(base)
     if size is None:
