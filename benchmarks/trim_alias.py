@@ -62,6 +62,33 @@ def kept_languages(tatoeba: Path) -> list[str]:
     return [c for c in tatoeba_languages(tatoeba) if canonical_or_none(c) in kept]
 
 
+def checked_rows(parent: Path, tatoeba: Path, rows: str, known) -> list[str] | None:
+    """The --rows asked for, or None (after saying why) when the model, the data or a row name is missing."""
+    if not (parent / "model.safetensors").is_file():
+        print(f"model missing: {parent}; run ../shared/tools/fetch-models {parent.parent}", file=sys.stderr)
+        return None
+    if not tatoeba.is_dir():
+        print(f"no Tatoeba data in {tatoeba}: skipped (pass --data-root)", file=sys.stderr)
+        return None
+    wanted = [r.strip() for r in rows.split(",") if r.strip()]
+    if [r for r in wanted if r not in known] or "parent" not in wanted:
+        print(f"--rows {rows!r}: rows are {', '.join(known)}, and parent (the reference) must be one", file=sys.stderr)
+        return None
+    return wanted
+
+
+def loss_summary(rows: dict) -> dict:
+    """Per row but the parent: mean and worst Tatoeba loss against the parent, in points, and the worst language."""
+    base = rows["parent"]["tatoeba"]
+    summary = {}
+    for name, row in rows.items():
+        if name != "parent":
+            loss = {k: round(base[k] - v, 2) for k, v in row["tatoeba"].items()}
+            summary[name] = {"mean_loss": round(statistics.mean(loss.values()), 2), "max_loss": max(loss.values()),
+                             "worst": max(loss, key=loss.get)}
+    return summary
+
+
 def aliased(parent: Path, trimmed: Path, how: str):
     """The parent's encoder with every row the trim dropped replaced in place (``how``: nearest or mean)."""
     import numpy as np
@@ -137,15 +164,8 @@ def main(argv=None) -> int:
 
     parent = Path(args.model)
     tatoeba = Path(args.data_root) / "tatoeba"
-    if not (parent / "model.safetensors").is_file():
-        print(f"model missing: {parent}; run ../shared/tools/fetch-models {parent.parent}", file=sys.stderr)
-        return 2
-    if not tatoeba.is_dir():
-        print(f"no Tatoeba data in {tatoeba}: skipped (pass --data-root)", file=sys.stderr)
-        return 2
-    wanted = [r.strip() for r in args.rows.split(",") if r.strip()]
-    if [r for r in wanted if r not in ROWS] or "parent" not in wanted:
-        print(f"--rows {args.rows!r}: rows are {', '.join(ROWS)}, and parent (the reference) must be one", file=sys.stderr)
+    wanted = checked_rows(parent, tatoeba, args.rows, ROWS)
+    if wanted is None:
         return 2
     langs = kept_languages(tatoeba)
     out = Path(args.out)
@@ -154,13 +174,7 @@ def main(argv=None) -> int:
         vocab.trim_vocabulary(parent, trimmed, LANGS, size=args.size, weights=parse_weights(args.lang_weight) or None)
     command = shlex.join(["python", "benchmarks/trim_alias.py", *sys.argv[1:]])
     rows = measured_rows(out, wanted, lambda name: measure(name, parent, trimmed, tatoeba, langs), command)
-    base = rows["parent"]["tatoeba"]
-    summary = {}
-    for name, row in rows.items():
-        if name != "parent":
-            loss = {k: round(base[k] - v, 2) for k, v in row["tatoeba"].items()}
-            summary[name] = {"mean_loss": round(statistics.mean(loss.values()), 2), "max_loss": max(loss.values()),
-                             "worst": max(loss, key=loss.get)}
+    summary = loss_summary(rows)
     record = json.loads((trimmed / "compress.json").read_text(encoding="utf-8"))
     report = {"command": command, "machine": machine_info(), "versions": versions(), "model": parent.name,
               "size": args.size, "kept_pieces": record["steps"][0]["pieces"]["child"], "tatoeba": str(tatoeba),

@@ -134,6 +134,21 @@ def test_select_pieces_keeps_the_base_it_is_given(unigram):
     assert not base <= set(chosen)  # single characters now compete with the ranked pieces
 
 
+def test_piece_scores_are_the_trims_ranking(unigram):
+    from xlembed.compress.languages import parse_langs
+
+    view = vocab.parent_view(xlembed.load(unigram).model)
+    langs = parse_langs("en")
+    score, evidence = vocab.piece_scores(view, langs, corpus=ENGLISH)
+    assert [ev.lang for ev in evidence][-1] == "corpus" and all(v > 0 for v in score.values())
+    specials = set(view.special_ids)
+    top = [i for i, _ in score.most_common() if i not in specials][:5]
+    chosen, _ = vocab.select_pieces(view, langs, corpus=ENGLISH, size=len(specials) + 5, base=specials)
+    assert set(chosen) == specials | set(top)  # the trim keeps exactly the best-scored pieces
+    english = vocab.piece_scores(view, langs, corpus=ENGLISH, weights={"corpus": 0.0})[0]
+    assert english != score  # the weights change the ranking's scores
+
+
 def test_bpe_trim_keeps_merges_closed():
     from tokenizers import Tokenizer, models, pre_tokenizers
 

@@ -63,16 +63,7 @@ def select_pieces(view: TokenizerView, langs: Sequence[Language], *, corpus: Seq
     with evidence); ``always``: texts whose pieces are kept whatever their rank (prompts); ``base``: the pieces
     kept whatever their rank (default ``base_pieces``: special tokens, single characters of the kept scripts)."""
     weights = weights or {}
-    check_weights(weights, langs)
-    evidence = [language_evidence(view, lang) for lang in langs]
-    evidence.append(common_evidence(view))
-    if corpus:
-        evidence.append(corpus_evidence(view, corpus))
-    score: Counter = Counter()
-    for ev in evidence:
-        w = float(weights.get(ev.lang, len(langs) if ev.lang == "corpus" else 1.0))
-        for i, v in ev.dist.items():
-            score[i] += w * v
+    score, evidence = piece_scores(view, langs, corpus=corpus, weights=weights)
     base = (base_pieces(view, langs) if base is None else set(base)) | set(view.count(list(always)))
     ranked = [i for i, _ in score.most_common() if i not in view.special_ids]
     kept = set(base)
@@ -94,6 +85,23 @@ def select_pieces(view: TokenizerView, langs: Sequence[Language], *, corpus: Seq
     facts = {"evidence": {ev.lang: ev.sources for ev in evidence}, "base_pieces": len(base),
              "ranked_pieces": len(ranked), "weights": {ev.lang: float(weights.get(ev.lang, len(langs) if ev.lang == "corpus" else 1.0)) for ev in evidence}}
     return sorted(kept), facts
+
+
+def piece_scores(view: TokenizerView, langs: Sequence[Language], *, corpus: Sequence[str] | None = None,
+                 weights: dict[str, float] | None = None) -> tuple[Counter, list]:
+    """Each piece's weighted share of the kept languages' text (the trim's ranking), and the evidence behind it."""
+    weights = weights or {}
+    check_weights(weights, langs)
+    evidence = [language_evidence(view, lang) for lang in langs]
+    evidence.append(common_evidence(view))
+    if corpus:
+        evidence.append(corpus_evidence(view, corpus))
+    score: Counter = Counter()
+    for ev in evidence:
+        w = float(weights.get(ev.lang, len(langs) if ev.lang == "corpus" else 1.0))
+        for i, v in ev.dist.items():
+            score[i] += w * v
+    return score, evidence
 
 
 def base_pieces(view: TokenizerView, langs: Sequence[Language]) -> set[int]:
@@ -310,5 +318,5 @@ def _child_info(encoder, out: Path):
     return dataclasses.replace(encoder.info, name=out.name, source=str(out), notes=[])
 
 
-__all__ = ["trim_vocabulary", "select_pieces", "trimmed_tokenizer_json", "trim_model", "tokenization_fidelity",
+__all__ = ["trim_vocabulary", "select_pieces", "piece_scores", "trimmed_tokenizer_json", "trim_model", "tokenization_fidelity",
            "parent_view", "parse_size"]
