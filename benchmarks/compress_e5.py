@@ -179,7 +179,7 @@ def run_recovery(source: Path, out: Path, parent: Path, args, inputs, *, steps: 
     500 dev texts and pairs; ``how``: targets, pairs, repeat."""
     from xlembed.compress import recover
 
-    config = recover.recovery_config(max_steps=steps, epochs=100, batch_size=64, max_length=args.recover_max_length,
+    config = recover.recovery_config(max_steps=steps, epochs=None, batch_size=64, max_length=args.recover_max_length,
                                      lr=lr, eval_every=eval_every)
     recover.recover(source, out, parent, texts=[t for t in inputs.train_texts if len(t) <= args.recover_max_chars],
                     dev_texts=inputs.dev_texts[:500], dev_pairs=inputs.dev_pairs[:500], config=config,

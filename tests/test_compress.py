@@ -270,6 +270,27 @@ def test_recovery_lowers_the_loss_and_resumes_to_the_same_weights(unigram, tmp_p
     np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+@pytest.mark.parametrize("epochs, steps, epochs_done", [(None, 20, 2.5), (1, 20, 1.0)])
+def test_recovery_steps_alone_take_as_many_passes_as_they_need(unigram, tmp_path, epochs, steps, epochs_done):
+    words = ["hello", "world", "the", "cat", "dog", "a", "is", "of"]
+    texts = [f"{a} {b}" for a in words for b in words]  # 64 distinct texts: 8 steps of 8 a pass
+    given = {} if epochs is None else {"epochs": epochs}
+    config = recover.recovery_config(batch_size=8, max_steps=20, eval_every=10, dropout=False, **given)
+    assert config.epochs == epochs
+    step = recover.recover(unigram, tmp_path / "r", unigram, texts=texts, dev_texts=ENGLISH[:6], config=config,
+                           cache_root=tmp_path / "cache", progress=False)
+    assert (step["steps"], step["epochs"]) == (round(epochs_done * 8), epochs_done)
+
+
+def test_training_without_epochs_needs_max_steps():
+    from xlembed.distill.train import TrainConfig
+    from xlembed.train.loop import check_loop_settings
+
+    with pytest.raises(BadInputError, match="give max_steps"):
+        check_loop_settings(TrainConfig(epochs=None))
+    check_loop_settings(TrainConfig(epochs=None, max_steps=3))
+
+
 def test_recovery_towards_english_targets_pulls_translations_to_the_parents_english(unigram, tmp_path):
     pairs = [("hello world", "привет мир"), ("the cat", "кот"), ("the dog", "собака"), ("of the world", "мира")]
     config = recover.recovery_config(batch_size=8, max_steps=12, eval_every=4, lr=2e-3, dropout=False, epochs=20)
@@ -473,6 +494,9 @@ def test_pipeline_writes_a_loadable_folder_with_a_card(unigram, tmp_path):
     card = (tmp_path / "out" / "README.md").read_text()
     assert "Step trim" in card and "Step recover" in card and "dev cosine to parent" in card
     assert not (tmp_path / "out.steps").exists()
+    record = json.loads((tmp_path / "out" / "compress.json").read_text(encoding="utf-8"))
+    recovered = [step for step in record["steps"] if step["step"] == "recover"][0]
+    assert recovered["steps"] == 4 and recovered["epochs"] >= 4  # steps=4 on 1 step's worth of text: 4 passes
 
 
 def test_cli_compress_bad_input(unigram, tmp_path):

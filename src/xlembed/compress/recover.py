@@ -38,9 +38,12 @@ LOG_NAME = "recover_log.jsonl"
 def recovery_config(**overrides):
     """Training settings of recovery (a distillation TrainConfig): the child starts close to its parent, so no
     warm start, the handed-back weights are the best ones (no interpolation), frozen word embeddings; lr 1e-3
-    (on the 9-language e5 with 6 layers dropped, 500 steps of batch 64: Tatoeba loss 5.9 vs 6.7 at 3e-4)."""
+    (on the 9-language e5 with 6 layers dropped, 500 steps of batch 64: Tatoeba loss 5.9 vs 6.7 at 3e-4).
+    max_steps without epochs: that many steps, with as many passes over the texts as they need."""
     from ..distill.train import TrainConfig
 
+    if overrides.get("max_steps") is not None and "epochs" not in overrides:
+        overrides["epochs"] = None
     defaults = {"lr": 1e-3, "max_length": 128, "warm_start": "off", "interpolate": 1.0, "eval_every": 200,
                 "patience": 4, "checkpoint_every": 200}
     return TrainConfig(**{**defaults, **overrides})

@@ -46,7 +46,7 @@ from .warm_start import LinearMap, as_torch_dense, fit_linear_map
 class TrainConfig:
     """Hyper-parameters of one distillation run (all recorded in the checkpoint and the model card)."""
 
-    epochs: int = 1
+    epochs: int | None = 1  # passes over the data (None: max_steps decide, with as many passes as they need)
     max_steps: int | None = None  # stop after this many optimizer steps (None: epochs decide)
     batch_size: int = 64  # sentences per step (a pair gives two: English and translation)
     lr: float = 2e-4  # transformer weights (5e-5 measured ~1 point lower, benchmarks/results/distill-sweep)

@@ -38,7 +38,7 @@ SUMMARY_NAME = "finetune_results.json"
 class FinetuneConfig:
     """Hyper-parameters of one fine-tuning run (recorded in the checkpoint and the model card)."""
 
-    epochs: int = 3
+    epochs: int | None = 3  # passes over the data (None: max_steps decide, with as many passes as they need)
     max_steps: int | None = None  # stop after this many optimizer steps (None: epochs decide)
     batch_size: int = 32  # examples (texts or pairs) per step
     lr: float = 3e-5  # encoder weights

@@ -72,7 +72,7 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         before_start: Callable[[], None] | None = None, desc: str = "train", start_tag: str = "start") -> LoopResult:
     """Train ``model`` on ``objective``; returns with the best dev weights loaded (the last ones without dev data).
 
-    config: epochs, max_steps, batch_size, warmup, max_grad_norm, eval_every, patience, checkpoint_every,
+    config: epochs (None: max_steps decide, with as many passes as they need), max_steps, batch_size, warmup, max_grad_norm, eval_every, patience, checkpoint_every,
         bucket_size, dropout, fp16, seed, device, lr (a ``TrainConfig``).
     groups: AdamW parameter groups (params, lr, weight_decay).
     lengths: token count of each row (default: the model's tokenizer on ``objective.texts``).
@@ -101,9 +101,12 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
         lengths = token_lengths(model, objective.texts)
     global_batch = config.batch_size * world  # batch_size rows per rank and step
     steps_per_epoch = math.ceil(len(objective.texts) / global_batch)
-    total_steps = steps_per_epoch * config.epochs
-    if config.max_steps is not None:
-        total_steps = min(total_steps, config.max_steps)
+    if config.epochs is None:  # max_steps decide, with as many passes as they need
+        total_steps = config.max_steps
+    else:
+        total_steps = steps_per_epoch * config.epochs
+        if config.max_steps is not None:
+            total_steps = min(total_steps, config.max_steps)
     warmup_steps = int(config.warmup * total_steps)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, linear_schedule(warmup_steps, total_steps))
     scaler = torch.amp.GradScaler("cuda") if config.fp16 else None
@@ -202,7 +205,7 @@ def fit(model, objective: Objective, config, work_dir: Path | str, groups: list[
     if bar is not None:
         bar.close()
     if state["step"] >= total_steps and stopped == "completed" and config.max_steps is not None \
-            and total_steps < steps_per_epoch * config.epochs:
+            and config.epochs is not None and total_steps < steps_per_epoch * config.epochs:
         stopped = "max_steps"
     if not state["evals"] or state["evals"][-1]["step"] != state["step"]:
         evaluate("final")
@@ -362,7 +365,9 @@ def jsonl_log(path: Path) -> Callable[[dict], None]:
 
 def check_loop_settings(config) -> None:
     """The settings every recipe's config shares with the loop: a clear error for each bad value."""
-    if config.epochs < 1:
+    if config.epochs is None and config.max_steps is None:
+        raise BadInputError("epochs=None trains for max_steps steps: give max_steps too (or epochs >= 1)")
+    if config.epochs is not None and config.epochs < 1:
         raise BadInputError(f"epochs must be >= 1, got {config.epochs}")
     if config.batch_size < 2:
         raise BadInputError(f"batch_size must be >= 2, got {config.batch_size}")
