@@ -403,7 +403,7 @@ def compress(
     max_pairs_per_lang: Optional[int] = typer.Option(None, "--max-pairs-per-lang", help="Read at most N parallel pairs per language (seeded)."),
     trim_size: Optional[str] = typer.Option(None, "--trim-size", help="Vocabulary budget of trim: a share of the parent's parameters (0.45) or a piece count (default: every piece your languages use)."),
     lang_weights: Optional[list[str]] = typer.Option(None, "--lang-weight", help="Weight of a language when --trim-size cuts, e.g. en=8 when English is half your text (repeatable; default 1 each)."),
-    recover_epochs: Optional[int] = typer.Option(None, "--recover-epochs", help="Passes over the training text in recover (default 1)."),
+    recover_epochs: Optional[int] = typer.Option(None, "--recover-epochs", help="Passes over the training text in recover (default 1, or as many as --recover-steps need)."),
     recover_steps: Optional[int] = typer.Option(None, "--recover-steps", help="Train recover for N steps, with as many passes over the text as they need (with --recover-epochs: whichever ends first)."),
     recover_lr: Optional[float] = typer.Option(None, "--recover-lr", help="Learning rate of recover (default 1e-3)."),
     batch_size: Optional[int] = typer.Option(None, "--batch-size", help="Sentences per recover step (default 64)."),

@@ -9,7 +9,8 @@ step before them, so ``prune:heads=0.3,ffn=0.3`` is one step):
 - ``prune:heads=R,ffn=R``: prune shares of all attention heads / FFN neurons by measured importance;
 - ``share:G`` (``share:groups=G``): tie the layers in G groups (ALBERT-style);
 - ``recover`` (``recover:epochs=E,steps=S,lr=L,targets=own|english,balance=B``): recovery distillation from
-  the parent (steps=S alone: S steps, with as many passes as they need; with epochs=E too, whichever ends first) (targets=english: the translations of --parallel pairs towards the parent's English vectors;
+  the parent (steps=S alone: S steps, with as many passes as they need; with epochs=E too, whichever ends
+  first; targets=english: the translations of --parallel pairs towards the parent's English vectors;
   balance=B: the pairs of a language with fewer pairs than the largest repeated up to B times per pass);
 - ``int8`` / ``onnx``: export an int8 (outlier channels in fp32, see quantize.py) / fp32 ONNX folder; last.
 
