@@ -62,6 +62,16 @@ def kept_languages(tatoeba: Path) -> list[str]:
     return [c for c in tatoeba_languages(tatoeba) if canonical_or_none(c) in kept]
 
 
+def trimmed_folder(models: Path, size: float, parent: Path, weights) -> Path:
+    """models/trim-SIZE: the trim step's model at SIZE of the parent's parameters, made when missing."""
+    from xlembed.compress import vocab
+
+    folder = models / f"trim-{size}"
+    if not (folder / "compress.json").is_file():
+        vocab.trim_vocabulary(parent, folder, LANGS, size=size, weights=weights)
+    return folder
+
+
 def checked_rows(parent: Path, tatoeba: Path, rows: str, known) -> list[str] | None:
     """The --rows asked for, or None (after saying why) when the model, the data or a row name is missing."""
     if not (parent / "model.safetensors").is_file():
@@ -159,7 +169,6 @@ def markdown(rep: dict) -> str:
 def main(argv=None) -> int:
     args = parse_args(argv)
     os.environ["HF_HUB_OFFLINE"] = "1"
-    from xlembed.compress import vocab
     from xlembed.compress.languages import parse_weights
 
     parent = Path(args.model)
@@ -169,9 +178,7 @@ def main(argv=None) -> int:
         return 2
     langs = kept_languages(tatoeba)
     out = Path(args.out)
-    trimmed = out / "models" / f"trim-{args.size}"
-    if not (trimmed / "compress.json").is_file():
-        vocab.trim_vocabulary(parent, trimmed, LANGS, size=args.size, weights=parse_weights(args.lang_weight) or None)
+    trimmed = trimmed_folder(out / "models", args.size, parent, parse_weights(args.lang_weight) or None)
     command = shlex.join(["python", "benchmarks/trim_alias.py", *sys.argv[1:]])
     rows = measured_rows(out, wanted, lambda name: measure(name, parent, trimmed, tatoeba, langs), command)
     summary = loss_summary(rows)

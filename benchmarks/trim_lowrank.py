@@ -45,7 +45,7 @@ sys.path.insert(0, str(REPO / "benchmarks"))
 from compress_e5 import LANGS, parallel_files  # noqa: E402
 from encode_speed import machine_info, versions  # noqa: E402
 from int8_heldout import measured_rows, write_results  # noqa: E402
-from trim_alias import checked_rows, kept_languages, loss_summary  # noqa: E402
+from trim_alias import checked_rows, kept_languages, loss_summary, trimmed_folder  # noqa: E402
 
 ROWS = ("parent", "trim", "trim-vocab", "lowrank", "lowrank-norm", "lowrank-trained")
 
@@ -71,15 +71,6 @@ def parse_args(argv=None):
     p.add_argument("--lang-weight", default="en=8", help="the trims' language weights (as compress_e5.py)")
     p.add_argument("--rows", default=",".join(ROWS), help=f"rows to measure (default all: {','.join(ROWS)})")
     return p.parse_args(argv)
-
-
-def trimmed(models: Path, size: float, parent: Path, weights) -> Path:
-    from xlembed.compress import vocab
-
-    folder = models / f"trim-{size}"
-    if not (folder / "compress.json").is_file():
-        vocab.trim_vocabulary(parent, folder, LANGS, size=size, weights=weights)
-    return folder
 
 
 def head_order(parent: Path, child_tokenizer: dict, weights) -> list[int]:
@@ -216,13 +207,13 @@ def measure(name: str, args, parent: Path, models: Path, tatoeba: Path, langs: l
     if name == "parent":
         encoder = xlembed.load(str(parent), precision="fp32")
     elif name in ("trim", "trim-vocab"):
-        folder = trimmed(models, args.size if name == "trim" else args.vocab_size, parent, weights)
+        folder = trimmed_folder(models, args.size if name == "trim" else args.vocab_size, parent, weights)
         encoder = xlembed.load(str(folder), precision="fp32")
         step = json.loads((folder / "compress.json").read_text(encoding="utf-8"))["steps"][0]
         facts = {"pieces": step["pieces"]["child"], "parameters": step["parameters"]["child"],
                  "share": step["parameters"]["share"]}
     else:
-        folder = trimmed(models, args.vocab_size, parent, weights)
+        folder = trimmed_folder(models, args.vocab_size, parent, weights)
         encoder, factors, facts = low_rank(folder, parent, args.size, args.head, name == "lowrank-norm", weights)
         if name == "lowrank-trained":
             cached = models / f"lowrank-trained-{args.size}-{args.head}-{args.train_steps}-{args.train_lr}.safetensors"
